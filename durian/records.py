@@ -1,0 +1,257 @@
+"""The records on durian's topics: versioned JSON, decoded into typed structs.
+
+Every record carries its type and version in the ``type`` field
+(``"durian.event.v1"``), so ``kcat`` shows what it is and a future ``EventV2``
+can live beside ``Event``. Decoding checks every field; a record that does not
+fit raises ``DecodeError`` naming the field (and, when read from Kafka, the
+topic, partition and offset).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import urllib.parse
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias, TypeVar, overload
+
+import msgspec
+
+from durian.exceptions import DecodeError, InvalidListener, RecordError
+from durian.match import spec_from_json
+
+__all__ = [
+    "Attempt",
+    "DeliveryJob",
+    "Event",
+    "ListenerOptions",
+    "ListenerSpec",
+    "Record",
+    "RetiredSecret",
+    "decode",
+    "encode",
+    "event_key",
+    "job_id",
+    "listener_key",
+    "new_id",
+    "validate_url",
+]
+
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_JOB_NAMESPACE = uuid.UUID("5a3c5e1e-7d4b-4f0e-9a57-4d7572696164")
+_URL_MAX = 2048
+
+
+def new_id(prefix: str) -> str:
+    """A time-ordered unique id: ``evt_0193a5c4e2f1b7d8a0c4e1f2a3b4``."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
+
+
+def job_id(event_id: str, listener_id: str) -> str:
+    """The stable id of the delivery of one event to one listener (the ``webhook-id``)."""
+    return f"msg_{uuid.uuid5(_JOB_NAMESPACE, f'{event_id}/{listener_id}').hex}"
+
+
+def event_key(hook: str, pk: object) -> bytes:
+    """Key of an event: all changes to one object land on one partition, in order."""
+    return f"{hook}:{pk}".encode()
+
+
+def listener_key(listener_id: str) -> bytes:
+    """Key of a listener record and of its delivery jobs (order per endpoint)."""
+    return listener_id.encode()
+
+
+def validate_url(url: str) -> str:
+    """Refuse what can never be delivered to; return the URL unchanged.
+
+    Address checks (private networks, DNS) happen at delivery time, where the
+    address actually connected to is known.
+    """
+    if not isinstance(url, str) or not url:
+        raise InvalidListener("the listener URL is empty")
+    if len(url) > _URL_MAX:
+        raise InvalidListener(f"the listener URL is longer than {_URL_MAX} characters")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidListener(f"the listener URL {url!r} cannot be parsed: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidListener(f"the listener URL {url!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise InvalidListener(f"the listener URL {url!r} has no host name")
+    if parts.username or parts.password:
+        raise InvalidListener(
+            "the listener URL must not carry a user name or password; "
+            "put credentials in the listener's headers instead"
+        )
+    if port == 0:
+        raise InvalidListener(f"the listener URL {url!r} has port 0")
+    if any(ch.isspace() for ch in url):
+        raise InvalidListener(f"the listener URL {url!r} contains white space")
+    return url
+
+
+def _check_id(kind: str, value: str) -> None:
+    if not _ID.match(value):
+        raise InvalidListener(
+            f"{kind} {value!r} must be 1-128 characters of letters, digits and _ . : -"
+        )
+
+
+class Record(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
+    """Base of every record type."""
+
+
+class Event(Record, tag="durian.event.v1"):
+    """Something happened: a hook fired with its payload."""
+
+    id: str
+    hook: str
+    occurred_at: datetime
+    data: dict[str, Any]
+    object_id: str | None = None
+
+
+class RetiredSecret(msgspec.Struct, frozen=True, kw_only=True):
+    """A previous signing secret that still signs until ``expires_at`` (rotation grace)."""
+
+    secret: str
+    expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"RetiredSecret(secret='**********', expires_at={self.expires_at!r})"
+
+
+class ListenerOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Per-listener delivery options."""
+
+    headers: dict[str, str] = {}
+    rate_limit: float | None = None
+    """Deliveries per second at most; unset means no limit."""
+    timeout: float | None = None
+    """Seconds per attempt; unset means ``Settings.delivery_timeout``."""
+
+
+class ListenerSpec(Record, tag="durian.listener.v1"):
+    """A subscriber: where to POST which events of one hook."""
+
+    id: str
+    hook: str
+    url: str
+    secret: str
+    match: dict[str, Any] = {}
+    active: bool = True
+    description: str = ""
+    old_secrets: tuple[RetiredSecret, ...] = ()
+    options: ListenerOptions = ListenerOptions()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_id("listener id", self.id)
+        _check_id("hook name", self.hook)
+        validate_url(self.url)
+        if not self.secret.startswith("whsec_"):
+            raise InvalidListener("the listener secret must be a whsec_ secret")
+        spec_from_json(self.match)  # raises InvalidMatcher naming the field
+        rate = self.options.rate_limit
+        if rate is not None and rate <= 0:
+            raise InvalidListener("options.rate_limit must be a positive number per second")
+        if self.options.timeout is not None and self.options.timeout <= 0:
+            raise InvalidListener("options.timeout must be a positive number of seconds")
+
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets that sign a request now: the current one and those in their grace."""
+        moment = now or datetime.now(UTC)
+        return [self.secret] + [old.secret for old in self.old_secrets if old.expires_at > moment]
+
+    def __repr__(self) -> str:
+        return (
+            f"ListenerSpec(id={self.id!r}, hook={self.hook!r}, url={self.url!r}, "
+            f"match={self.match!r}, active={self.active!r}, secret='**********')"
+        )
+
+
+class DeliveryJob(Record, tag="durian.delivery.v1"):
+    """One event to deliver to one listener; the same ``id`` on every attempt."""
+
+    id: str
+    event: Event
+    listener: ListenerSpec
+    attempt: int = 1
+    not_before: float | None = None
+    """Unix time before which this job must not be attempted (retry tiers)."""
+    last_error: str | None = None
+
+
+class Attempt(Record, tag="durian.attempt.v1"):
+    """What happened on one HTTP attempt: the delivery log."""
+
+    job_id: str
+    listener_id: str
+    event_id: str
+    hook: str
+    attempt: int
+    at: datetime
+    outcome: Literal["delivered", "retrying", "dead", "dropped"]
+    status_code: int | None = None
+    latency_ms: float = 0.0
+    error: str | None = None
+    response_excerpt: str = ""
+
+
+AnyRecord: TypeAlias = Event | ListenerSpec | DeliveryJob | Attempt
+R = TypeVar("R", bound=Record)
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def encode(record: Record) -> bytes:
+    """The JSON bytes of a record, ``type`` tag first."""
+    return _encoder.encode(record)
+
+
+@overload
+def decode(
+    data: bytes,
+    type: type[R],
+    *,
+    topic: str | None = ...,
+    partition: int | None = ...,
+    offset: int | None = ...,
+) -> R: ...
+@overload
+def decode(
+    data: bytes,
+    type: None = ...,
+    *,
+    topic: str | None = ...,
+    partition: int | None = ...,
+    offset: int | None = ...,
+) -> AnyRecord: ...
+def decode(
+    data: bytes,
+    type: Any = None,
+    *,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> Any:
+    """Decode one record; ``type`` restricts it to one record class.
+
+    Raises ``DecodeError`` with what is wrong (``Object missing required field
+    `url` - at `$```) and where it was read.
+    """
+    target = AnyRecord if type is None else type
+    decoder = _decoders.get(target)
+    if decoder is None:
+        decoder = _decoders[target] = msgspec.json.Decoder(target)
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, RecordError) as exc:
+        raise DecodeError(str(exc), topic=topic, partition=partition, offset=offset) from None

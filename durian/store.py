@@ -1,0 +1,308 @@
+"""Topics and the listener table on Kafka (the core's one confluent-kafka module).
+
+The listeners topic is compacted and keyed by listener id: the latest record
+of a key is the listener, a tombstone (``None`` value) deletes it. Reading the
+table means reading the topic from the beginning to its end and applying
+records in order; that is what :meth:`ListenerStore.read` does, and what the
+stream processor does continuously.
+
+confluent-kafka errors are translated into durian's errors here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from durian.conf import Settings
+from durian.exceptions import (
+    BrokerUnavailable,
+    DecodeError,
+    DurianError,
+    ListenerNotFound,
+    PublishError,
+)
+from durian.kafka import confluent_config
+from durian.records import ListenerSpec, decode, encode, listener_key
+from durian.topics import TopicNames, TopicSpec, topic_specs
+
+__all__ = ["ListenerStore", "ListenerTable", "TopicAdmin", "TopicStatus"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(records_read, records_expected)`` while a table is read."""
+
+
+@dataclass(frozen=True)
+class TopicStatus:
+    name: str
+    action: str  # "created" | "exists"
+    partitions: int
+    config: dict[str, str]
+    warning: str = ""
+
+
+class TopicAdmin:
+    """Creates and inspects durian's topics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin = AdminClient(confluent_config(settings, "admin"))
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Raise ``BrokerUnavailable`` unless the broker answers within ``timeout``."""
+        try:
+            self._admin.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(
+                f"no Kafka broker answered at {self.settings.bootstrap_servers} within "
+                f"{timeout:.0f} s ({exc.args[0].str()}); is it running? "
+                "`make run` starts the embedded one"
+            ) from None
+
+    def ensure(
+        self, specs: Iterable[TopicSpec] | None = None, timeout: float = 30.0
+    ) -> list[TopicStatus]:
+        """Create every missing topic; leave existing ones as they are. Idempotent."""
+        wanted = list(topic_specs(self.settings) if specs is None else specs)
+        self.wait_ready(timeout)
+        existing = self._admin.list_topics(timeout=timeout).topics
+        new = [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_factor,
+                config=spec.config,
+            )
+            for spec in wanted
+            if spec.name not in existing
+        ]
+        created: set[str] = set()
+        if new:
+            for name, future in self._admin.create_topics(new, request_timeout=timeout).items():
+                try:
+                    future.result(timeout)
+                    created.add(name)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise DurianError(f"cannot create topic {name}: {exc.args[0].str()}") from None
+        metadata = self._admin.list_topics(timeout=timeout).topics
+        configs = self._configs([spec.name for spec in wanted], timeout)
+        statuses = []
+        for spec in wanted:
+            partitions = len(metadata[spec.name].partitions) if spec.name in metadata else 0
+            config = configs.get(spec.name, {})
+            warning = ""
+            if partitions != spec.partitions:
+                warning = f"has {partitions} partitions, settings ask for {spec.partitions}"
+            for key, value in spec.config.items():
+                if key == "cleanup.policy" and config.get(key, value) != value:
+                    warning = f"{key} is {config.get(key)!r}, durian needs {value!r}"
+            statuses.append(
+                TopicStatus(
+                    spec.name,
+                    "created" if spec.name in created else "exists",
+                    partitions,
+                    config,
+                    warning,
+                )
+            )
+        return statuses
+
+    def _configs(self, names: list[str], timeout: float) -> dict[str, dict[str, str]]:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+        out: dict[str, dict[str, str]] = {}
+        for resource, future in self._admin.describe_configs(
+            resources, request_timeout=timeout
+        ).items():
+            try:
+                entries = future.result(timeout)
+            except KafkaException:
+                continue
+            out[resource.name] = {
+                key: entry.value
+                for key, entry in entries.items()
+                if key in ("cleanup.policy", "retention.ms") and entry.value is not None
+            }
+        return out
+
+
+@dataclass
+class ListenerTable:
+    """The listener table as read from the topic: live listeners plus what was unreadable."""
+
+    listeners: dict[str, ListenerSpec] = field(default_factory=dict)
+    invalid: list[DecodeError] = field(default_factory=list)
+    records: int = 0
+    tombstones: int = 0
+
+
+class ListenerStore:
+    """Writes listener records and tombstones; reads the table back."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = TopicNames(settings.topic_prefix).listeners
+        self._producer: Producer | None = None
+        self._errors: list[str] = []
+
+    # -- writing ------------------------------------------------------------
+
+    def put(self, *listeners: ListenerSpec, timeout: float = 30.0) -> None:
+        """Write listener records (create or update); raise ``PublishError`` unless all land."""
+        for listener in listeners:
+            self._produce(listener_key(listener.id), encode(listener))
+        self._flush(timeout)
+
+    def delete(self, listener_id: str, timeout: float = 30.0) -> None:
+        """Write the tombstone that deletes ``listener_id``."""
+        self._produce(listener_key(listener_id), None)
+        self._flush(timeout)
+
+    def _produce(self, key: bytes, value: bytes | None) -> None:
+        if self._producer is None:
+            self._producer = Producer(confluent_config(self.settings, "table-writer"))
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key, on_delivery=self._delivered)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                raise PublishError(f"cannot write to {self.topic}: {exc.args[0].str()}") from None
+        self._producer.poll(0)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            key = msg.key()
+            self._errors.append(f"{key.decode() if key else '?'}: {err.str()}")
+
+    def _flush(self, timeout: float) -> None:
+        assert self._producer is not None
+        left = self._producer.flush(timeout)
+        errors, self._errors = self._errors, []
+        if left:
+            errors.append(f"{left} record(s) not acknowledged within {timeout:.0f} s")
+        if errors:
+            logger.error("writing to %s failed: %s", self.topic, "; ".join(errors[:5]))
+            raise PublishError(
+                f"{len(errors)} listener record(s) were not written to {self.topic}: "
+                + "; ".join(errors[:5])
+            )
+
+    # -- reading ------------------------------------------------------------
+
+    def read(self, progress: Progress | None = None, timeout: float = 120.0) -> ListenerTable:
+        """Read the whole topic to its end and apply every record and tombstone."""
+        consumer = Consumer(
+            confluent_config(
+                self.settings,
+                "reader",
+                **{"group.id": f"{self.settings.topic_prefix}.reader.{uuid.uuid4().hex}"},
+            )
+        )
+        try:
+            return self._read(consumer, progress, timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot read {self.topic}: {exc.args[0].str()}") from None
+        finally:
+            consumer.close()
+
+    def _read(self, consumer: Consumer, progress: Progress | None, timeout: float) -> ListenerTable:
+        metadata = consumer.list_topics(self.topic, timeout=min(timeout, 15.0))
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise DurianError(
+                f"the listeners topic {self.topic} does not exist; run `durian topics create`"
+            )
+        partitions = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in topic.partitions]
+        expected = 0
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+            expected += max(0, high - low)
+        consumer.assign(partitions)
+        table = ListenerTable()
+        pending = {tp.partition for tp in partitions}
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(
+                    f"reading {self.topic} did not reach its end within {timeout:.0f} s"
+                )
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition() or 0)
+                        continue
+                    raise KafkaException(err)
+                self._apply(table, msg)
+            if progress is not None:
+                progress(table.records, max(expected, table.records))
+        return table
+
+    @staticmethod
+    def _apply(table: ListenerTable, msg: Message) -> None:
+        table.records += 1
+        raw_key = msg.key()
+        key = raw_key.decode(errors="replace") if raw_key else ""
+        value = msg.value()
+        if value is None:
+            table.tombstones += 1
+            table.listeners.pop(key, None)
+            return
+        try:
+            listener = decode(
+                value, ListenerSpec, topic=msg.topic(), partition=msg.partition(), offset=msg.offset()
+            )
+            if listener.id != key:
+                raise DecodeError(
+                    f"record key {key!r} differs from listener id {listener.id!r}",
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                )
+        except DecodeError as exc:
+            logger.warning("skipping unreadable listener record: %s", exc)
+            table.invalid.append(exc)
+            table.listeners.pop(key, None)
+            return
+        table.listeners[key] = listener
+
+    def get(self, listener_id: str) -> ListenerSpec:
+        """The live listener with that id, or ``ListenerNotFound``."""
+        try:
+            return self.read().listeners[listener_id]
+        except KeyError:
+            raise ListenerNotFound(f"no listener with id {listener_id!r}") from None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout)
+            self._producer = None
+
+    def __enter__(self) -> ListenerStore:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
