@@ -98,7 +98,8 @@ def up(obj: _Context, port: int | None) -> None:
             click.echo(f"durian up: topics  {len(statuses)} ready under {settings.topic_prefix}.*")
             click.echo("durian up: ready. In another shell:")
             click.echo(
-                f"    export DURIAN_BOOTSTRAP_SERVERS={stack.bootstrap_servers} DURIAN_EMBEDDED=true"
+                f"    export DURIAN_EMBEDDED=true "
+                f"DURIAN_BOOTSTRAP_SERVERS={stack.bootstrap_servers}"
             )
             click.echo("    durian listeners add --hook person --url https://example.com/hook")
             click.echo("durian up: Ctrl-C stops everything.")
@@ -300,7 +301,9 @@ def listeners_list(obj: _Context, hook: str | None, as_json: bool) -> None:
     lines = [f"{'ID':34} {'HOOK':16} {'ACTIVE':6} {'URL':40} MATCH"]
     for lst in rows:
         match = msgspec.json.encode(lst.match).decode() if lst.match else "-"
-        lines.append(f"{lst.id:34} {lst.hook:16} {'yes' if lst.active else 'no':6} {lst.url:40} {match}")
+        lines.append(
+            f"{lst.id:34} {lst.hook:16} {'yes' if lst.active else 'no':6} {lst.url:40} {match}"
+        )
     out.write("\n".join(lines) + "\n")
     click.echo(f"{len(rows)} listener(s)", err=True)
 
@@ -323,7 +326,10 @@ def listeners_show(obj: _Context, listener_id: str) -> None:
     click.echo(f"hook         {listener.hook}")
     click.echo(f"url          {listener.url}")
     click.echo(f"active       {'yes' if listener.active else 'no'}")
-    click.echo(f"match        {msgspec.json.encode(listener.match).decode() if listener.match else '(every event)'}")
+    click.echo(
+        "match        "
+        + (msgspec.json.encode(listener.match).decode() if listener.match else "(every event)")
+    )
     if listener.description:
         click.echo(f"description  {listener.description}")
     if listener.options.headers:
@@ -347,7 +353,13 @@ def _get(store: ListenerStore, listener_id: str) -> ListenerSpec:
 @listeners.command("update")
 @click.argument("listener_id")
 @click.option("--url", default=None, help="New URL.")
-@click.option("--match", "conditions", multiple=True, metavar="FIELD=CONDITION", help=_MATCH_HELP + " Replaces the spec.")
+@click.option(
+    "--match",
+    "conditions",
+    multiple=True,
+    metavar="FIELD=CONDITION",
+    help=_MATCH_HELP + " Replaces the spec.",
+)
 @click.option("--match-json", metavar="JSON", help="A whole spec; replaces the spec.")
 @click.option("--match-all", is_flag=True, help="Remove every condition: match all events.")
 @click.option("--description", default=None)

@@ -187,7 +187,8 @@ def check(settings: Settings) -> list[Problem]:
             Problem(
                 "warning",
                 "durian.W001",
-                "DURIAN_RETRY_SCHEDULE is empty: a failed delivery goes to the dead letters at once.",
+                "DURIAN_RETRY_SCHEDULE is empty: "
+                "a failed delivery goes to the dead letters at once.",
             )
         )
     if settings.delivery_timeout * 1000 > settings.max_poll_interval_ms / 2:

@@ -23,7 +23,13 @@ from typing import Any, Literal
 
 from durian.conf import Settings
 
-__all__ = ["EMBEDDED_CONSUMER", "EMBEDDED_TABLE_WRITER", "Role", "confluent_config", "faust_options"]
+__all__ = [
+    "EMBEDDED_CONSUMER",
+    "EMBEDDED_TABLE_WRITER",
+    "Role",
+    "confluent_config",
+    "faust_options",
+]
 
 Role = Literal["producer", "table-writer", "consumer", "reader", "admin"]
 
@@ -70,6 +76,7 @@ def confluent_config(settings: Settings, role: Role, **extra: Any) -> dict[str, 
             config["session.timeout.ms"] = settings.session_timeout_ms
         if role == "reader":
             config["enable.partition.eof"] = True
+            config["fetch.wait.max.ms"] = 50  # reach the end of a table quickly
             config.setdefault("group.id", f"{settings.topic_prefix}.reader")
     config.update(extra)
     return config

@@ -9,7 +9,8 @@ nested spec for a nested field::
 Semantics (the seed's, made precise):
 
 * ``Any()`` matches anything, even a field that is not in the event at all.
-* Every other matcher fails on a missing field.
+* Every other matcher fails on a missing field; a nested spec under a missing
+  (or non-object) field holds only when all its conditions are ``Any``.
 * ``Is(v)`` is strict equality: ``Is(1)`` does not match ``True`` or ``1.0``.
 * ``Startswith``/``Endswith``/``Like`` match strings only.
 * ``Contains`` matches a substring of a string, or an element of a list.
@@ -83,7 +84,11 @@ class Matcher:
         return {f"${self.op}": self.pattern}
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and _same(self.pattern, other.pattern)  # type: ignore[attr-defined]
+        return (
+            isinstance(other, Matcher)
+            and type(other) is type(self)
+            and _same(self.pattern, other.pattern)
+        )
 
     def __hash__(self) -> int:
         return hash((self.op, repr(self.pattern)))
@@ -187,9 +192,7 @@ def _same(a: AnyType, b: AnyType) -> bool:
         return isinstance(a, bool) and isinstance(b, bool) and a is b
     if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b
-    if type(a) is not type(b) and not (
-        isinstance(a, list | tuple) and isinstance(b, list | tuple)
-    ):
+    if type(a) is not type(b) and not (isinstance(a, list | tuple) and isinstance(b, list | tuple)):
         return False
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
@@ -217,7 +220,9 @@ def compile_spec(spec: MatchSpec | None, *, _path: str = "") -> dict[str, AnyTyp
         if not isinstance(field, str) or not field:
             raise InvalidMatcher(f"match field names are non-empty strings, got {field!r}")
         if field.startswith("$"):
-            raise InvalidMatcher(f"field {where!r}: names starting with '$' are reserved for matchers")
+            raise InvalidMatcher(
+                f"field {where!r}: names starting with '$' are reserved for matchers"
+            )
         if isinstance(condition, Matcher):
             compiled[field] = condition
         elif isinstance(condition, Mapping):
@@ -235,15 +240,15 @@ def compile_spec(spec: MatchSpec | None, *, _path: str = "") -> dict[str, AnyTyp
 def deepmatch(spec: Mapping[str, AnyType], data: Mapping[str, AnyType]) -> bool:
     """True when ``data`` satisfies every condition of a *compiled* spec."""
     for field, condition in spec.items():
-        value = data.get(field, _MISSING) if isinstance(data, Mapping) else _MISSING
-        if isinstance(condition, Any):
-            continue
-        if value is _MISSING:
-            return False
+        value = data.get(field, _MISSING)
         if isinstance(condition, Matcher):
-            if not condition.matches(value):
+            if isinstance(condition, Any):
+                continue
+            if value is _MISSING or not condition.matches(value):
                 return False
-        elif not (isinstance(value, Mapping) and deepmatch(condition, value)):
+        # A nested spec looks into a mapping; a missing or non-mapping value has no
+        # fields, so only conditions that accept a missing field (Any) hold there.
+        elif not deepmatch(condition, value if isinstance(value, Mapping) else {}):
             return False
     return True
 

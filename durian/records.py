@@ -106,7 +106,7 @@ class Record(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
     """Base of every record type."""
 
 
-class Event(Record, tag="durian.event.v1"):
+class Event(Record, tag="durian.event.v1", frozen=True):
     """Something happened: a hook fired with its payload."""
 
     id: str
@@ -136,7 +136,7 @@ class ListenerOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     """Seconds per attempt; unset means ``Settings.delivery_timeout``."""
 
 
-class ListenerSpec(Record, tag="durian.listener.v1"):
+class ListenerSpec(Record, tag="durian.listener.v1", frozen=True):
     """A subscriber: where to POST which events of one hook."""
 
     id: str
@@ -176,7 +176,7 @@ class ListenerSpec(Record, tag="durian.listener.v1"):
         )
 
 
-class DeliveryJob(Record, tag="durian.delivery.v1"):
+class DeliveryJob(Record, tag="durian.delivery.v1", frozen=True):
     """One event to deliver to one listener; the same ``id`` on every attempt."""
 
     id: str
@@ -188,7 +188,7 @@ class DeliveryJob(Record, tag="durian.delivery.v1"):
     last_error: str | None = None
 
 
-class Attempt(Record, tag="durian.attempt.v1"):
+class Attempt(Record, tag="durian.attempt.v1", frozen=True):
     """What happened on one HTTP attempt: the delivery log."""
 
     job_id: str

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -44,6 +43,8 @@ from durian.topics import TopicNames, TopicSpec, topic_specs
 __all__ = ["ListenerStore", "ListenerTable", "TopicAdmin", "TopicStatus"]
 
 logger = logging.getLogger(__name__)
+#: librdkafka's own log lines (connects, disconnects) go through Python logging.
+_kafka_log = logging.getLogger("durian.kafka.client")
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(records_read, records_expected)`` while a table is read."""
@@ -63,7 +64,7 @@ class TopicAdmin:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._admin = AdminClient(confluent_config(settings, "admin"))
+        self._admin = AdminClient(confluent_config(settings, "admin", logger=_kafka_log))
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         """Raise ``BrokerUnavailable`` unless the broker answers within ``timeout``."""
@@ -101,7 +102,9 @@ class TopicAdmin:
                     created.add(name)
                 except KafkaException as exc:
                     if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise DurianError(f"cannot create topic {name}: {exc.args[0].str()}") from None
+                        raise DurianError(
+                            f"cannot create topic {name}: {exc.args[0].str()}"
+                        ) from None
         metadata = self._admin.list_topics(timeout=timeout).topics
         configs = self._configs([spec.name for spec in wanted], timeout)
         statuses = []
@@ -177,10 +180,14 @@ class ListenerStore:
 
     def _produce(self, key: bytes, value: bytes | None) -> None:
         if self._producer is None:
-            self._producer = Producer(confluent_config(self.settings, "table-writer"))
+            self._producer = Producer(
+                confluent_config(self.settings, "table-writer", logger=_kafka_log)
+            )
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, on_delivery=self._delivered)
+                self._producer.produce(
+                    self.topic, value=value, key=key, on_delivery=self._delivered
+                )
                 break
             except BufferError:
                 self._producer.poll(0.1)
@@ -214,6 +221,7 @@ class ListenerStore:
             confluent_config(
                 self.settings,
                 "reader",
+                logger=_kafka_log,
                 **{"group.id": f"{self.settings.topic_prefix}.reader.{uuid.uuid4().hex}"},
             )
         )
@@ -231,10 +239,14 @@ class ListenerStore:
             raise DurianError(
                 f"the listeners topic {self.topic} does not exist; run `durian topics create`"
             )
-        partitions = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in topic.partitions]
-        expected = 0
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+        # Start each partition at its low watermark: an explicit offset starts
+        # fetching at once, where OFFSET_BEGINNING costs an extra offset lookup.
+        partitions, expected = [], 0
+        for number in topic.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, number), timeout=10.0
+            )
+            partitions.append(TopicPartition(self.topic, number, low))
             expected += max(0, high - low)
         consumer.assign(partitions)
         table = ListenerTable()
@@ -269,7 +281,11 @@ class ListenerStore:
             return
         try:
             listener = decode(
-                value, ListenerSpec, topic=msg.topic(), partition=msg.partition(), offset=msg.offset()
+                value,
+                ListenerSpec,
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
             )
             if listener.id != key:
                 raise DecodeError(
