@@ -168,9 +168,20 @@ class ListenerStore:
     # -- writing ------------------------------------------------------------
 
     def put(self, *listeners: ListenerSpec, timeout: float = 30.0) -> None:
-        """Write listener records (create or update); raise ``PublishError`` unless all land."""
-        for listener in listeners:
+        """Write listener records (create or update); raise ``PublishError`` unless all land.
+
+        On the embedded broker the last record goes in a batch of its own, so
+        that the topic's end offset is right for readers that recover by it
+        (see ``durian.kafka``).
+        """
+        if not listeners:
+            return
+        *head, last = listeners
+        for listener in head:
             self._produce(listener_key(listener.id), encode(listener))
+        if head and self.settings.embedded:
+            self._flush(timeout)
+        self._produce(listener_key(last.id), encode(last))
         self._flush(timeout)
 
     def delete(self, listener_id: str, timeout: float = 30.0) -> None:

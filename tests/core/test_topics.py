@@ -45,9 +45,6 @@ def test_embedded_client_settings_apply_only_to_the_embedded_broker() -> None:
         confluent_config(embedded, "consumer")["session.timeout.ms"]
         == EMBEDDED_CONSUMER["session.timeout.ms"]
     )
-    assert "batch.num.messages" not in confluent_config(real, "table-writer")
-    assert confluent_config(embedded, "table-writer")["batch.num.messages"] == 1
-    assert "batch.num.messages" not in confluent_config(embedded, "producer")
     assert faust_options(embedded)["producer_max_batch_size"] == 1
     assert "producer_max_batch_size" not in faust_options(real)
 

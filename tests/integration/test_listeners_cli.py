@@ -259,3 +259,24 @@ def test_listing_when_the_topics_do_not_exist_says_what_to_run(settings: conf.Se
     result = durian(settings, "listeners", "list")
     assert result.exit_code == 1
     assert "run `durian topics create`" in result.output
+
+
+def test_a_bulk_write_leaves_the_end_offset_right_for_readers_that_recover_by_it(
+    topics: conf.Settings,
+) -> None:
+    # tansu's ListOffsets answers the last batch's base offset + 1; the store
+    # sends the last record alone so that this is the true end of the topic.
+    secret = generate_secret()
+    specs = [
+        ListenerSpec(id=f"lst_{i}", hook="person", url="https://e.com", secret=secret)
+        for i in range(500)
+    ]
+    with ListenerStore(topics) as store:
+        store.put(*specs)
+    consumer = Consumer(confluent_config(topics, "reader", **{"group.id": uuid.uuid4().hex}))
+    try:
+        topic = TopicNames(topics.topic_prefix).listeners
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        consumer.close()
+    assert high == 500
