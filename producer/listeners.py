@@ -61,7 +61,7 @@ class Listener:
         self.conditions: dict[str, Any] = {}
 
     def match(self, **conditions: Any) -> Listener:
-        """Add conditions: ``name="Joe"``, ``name=Startswith("J")``, ``address={"city": "Oslo"}``."""
+        """Add conditions: ``name="Joe"``, ``name=Startswith("J")``, ``address={"city": ...}``."""
         self.conditions.update(conditions)
         return self
 
