@@ -256,7 +256,8 @@ def _take(
         known = ", ".join(sorted(n.upper() for n in fields))
         problems.append(f"{where} is not a durian setting (known: {known})")
     else:
-        raw[name] = (where, value)
+        text_value = _from_env(value, fields[name].type) if isinstance(value, str) else value
+        raw[name] = (where, text_value)
 
 
 def _from_env(text: str, annotation: Any) -> Any:

@@ -21,6 +21,12 @@ only when ``Settings.embedded`` is true, never against a real cluster:
   (measured: 40,000 one-record batches read in 1 s, 70,000 in 6.6 s, 100,000
   at a few records per second), while 100,000 batched records read in 1.2 s.
   Faust's own changelog writes use ``producer_max_batch_size=1``.
+* Faust (aiokafka) positions its stream consumers by end offsets too: with
+  events written in multi-record batches, a restarted stream worker skipped
+  every event produced while it was down (measured: 30 of 30 lost). So the
+  producers of topics that Faust consumes (``producer`` role: events) send
+  one record per batch on the embedded broker; that cost is the embedded
+  broker's, real Kafka answers ListOffsets correctly.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from durian.conf import Settings
 
 __all__ = [
     "EMBEDDED_CONSUMER",
+    "EMBEDDED_PRODUCER",
     "Role",
     "confluent_config",
     "faust_options",
@@ -40,6 +47,9 @@ Role = Literal["producer", "table-writer", "consumer", "reader", "admin"]
 
 #: Consumer settings the embedded broker needs (see the module docstring).
 EMBEDDED_CONSUMER: dict[str, Any] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+#: Producer settings for topics Faust consumes, on the embedded broker (see above).
+EMBEDDED_PRODUCER: dict[str, Any] = {"batch.num.messages": 1}
 
 _PRODUCER: dict[str, Any] = {
     "acks": "all",
@@ -69,6 +79,8 @@ def confluent_config(settings: Settings, role: Role, **extra: Any) -> dict[str, 
     config.update(settings.kafka_options)
     if role in ("producer", "table-writer"):
         config.update(_PRODUCER)
+        if role == "producer" and settings.embedded:
+            config.update(EMBEDDED_PRODUCER)
     elif role in ("consumer", "reader"):
         config.update(_CONSUMER)
         config["max.poll.interval.ms"] = settings.max_poll_interval_ms

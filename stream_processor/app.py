@@ -24,14 +24,23 @@ from durian.records import DeliveryJob, Event, decode, encode, job_id, listener_
 from durian.topics import TopicNames
 from stream_processor.tables import ListenerTable
 
-__all__ = ["create_app"]
+__all__ = ["StreamApp", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 
+class StreamApp(faust.App):
+    """faust.App without Faust's framework fixups: its Django fixup would import the
+    site's settings whenever DJANGO_SETTINGS_MODULE is set, and this role runs
+    without Django."""
+
+    def _init_fixups(self) -> list[Any]:
+        return []
+
+
 def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.App:
     names = TopicNames(settings.topic_prefix)
-    app = faust.App(
+    app = StreamApp(
         names.group("stream"),
         datadir=datadir or tempfile.mkdtemp(prefix="durian-stream-"),
         topic_partitions=settings.events_partitions,

@@ -49,6 +49,8 @@ class ListenerTable(faust.GlobalTable):
                 self.index.remove(key)
             else:
                 self.index.put(current)
+        if events:
+            logger.info("listener table: %d active listener(s)", len(self.index))
 
     def _to_key(self, k: Any) -> Any:
         return k.decode() if isinstance(k, bytes) else k

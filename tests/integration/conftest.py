@@ -1,7 +1,98 @@
-"""Integration tests use the session services from ``tests/conftest.py``."""
+"""The whole pipeline as real processes: Faust worker and delivery workers.
+
+``pipeline`` (one per test module) creates the topics under a fresh prefix,
+points the Django site at them, and starts ``durian-stream`` and
+``durian-deliver`` as subprocesses; ``receiver`` is a real HTTP server.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import pytest
+from django.test import override_settings
+from pytest_httpserver import HTTPServer
+
+from durian import conf
+from durian.store import TopicAdmin
+from producer import publish
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Pipeline:
+    settings: conf.Settings
+    env: dict[str, str]
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        process = subprocess.Popen(
+            [str(BIN / command[0]), *command[1:]],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.processes[name] = process
+        return process
+
+    def stop(self, name: str, timeout: float = 30) -> int:
+        process = self.processes.pop(name)
+        process.terminate()
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait(timeout)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    prefix = f"p{uuid.uuid4().hex[:10]}"
+    env = {
+        "DURIAN_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DURIAN_TOPIC_PREFIX": prefix,
+        "DURIAN_EMBEDDED": "true",
+        "DURIAN_EVENTS_PARTITIONS": "2",
+        "DURIAN_DELIVERIES_PARTITIONS": "4",
+        "DURIAN_ALLOW_PRIVATE_ADDRESSES": "true",
+        "DURIAN_RETRY_SCHEDULE": "1,2",
+    }
+    settings = conf.load(environ=env)
+    TopicAdmin(settings).ensure()
+    pipe = Pipeline(settings, env, tmp_path_factory.mktemp("pipeline"))
+    pipe.start("stream", ["durian-stream", "-v"])
+    pipe.start("deliver-1", ["durian-deliver", "-v"])
+    overrides = {key.removeprefix("DURIAN_"): value for key, value in env.items()}
+    with override_settings(DURIAN=overrides):
+        try:
+            yield pipe
+        finally:
+            publish.flush()
+            pipe.stop_all()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(HTTPServer(host="127.0.0.1", port=0)).start()
+    yield server
+    server.stop()

@@ -1,0 +1,40 @@
+"""``durian-deliver``: run one delivery worker (start as many as you like)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from delivery_workers.consumer import DeliveryWorker
+from durian import conf
+from durian.store import TopicAdmin
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="durian-deliver", description=__doc__)
+    parser.add_argument("--concurrency", type=int, default=64, help="jobs in flight at most")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every failed attempt")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = conf.load()
+    for problem in conf.check(settings):
+        logging.getLogger("durian").warning("%s: %s %s", problem.id, problem.msg, problem.hint)
+    TopicAdmin(settings).ensure()
+    asyncio.run(_run(settings, args.concurrency))
+
+
+async def _run(settings: conf.Settings, concurrency: int) -> None:
+    worker = DeliveryWorker(settings, concurrency=concurrency)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    await worker.run()
+
+
+if __name__ == "__main__":
+    main()

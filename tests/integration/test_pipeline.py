@@ -1,0 +1,221 @@
+"""End to end: Django save -> events -> Faust matcher join -> jobs -> httpx workers -> signed POST.
+
+Real processes (durian-stream, durian-deliver), the embedded broker, PostgreSQL
+and an HTTP receiver that checks every request with the public
+``standardwebhooks`` verifier.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+
+import pytest
+import standardwebhooks
+from django.db import transaction
+
+from durian.match import Any, Contains, Endswith, Like, Startswith
+from durian.records import ListenerSpec
+from producer.listeners import delete_listener
+from producer.registry import hooks
+from tests.conftest import wait_for
+from tests.integration.conftest import Pipeline
+from tests.receiver import Received, Receiver
+from tests.testapp.models import Person
+from tests.testapp.webhooks import PersonHook
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FIRST = 90.0  # the first delivery waits for both workers to join and recover
+LATER = 30.0
+
+
+def verified(request: Received, listener: ListenerSpec) -> dict[str, object]:
+    payload = standardwebhooks.Webhook(listener.secret).verify(request.body, request.headers)
+    assert isinstance(payload, dict)
+    return payload
+
+
+def live_invoice_listener(receiver: Receiver, path: str, tok: str) -> ListenerSpec:
+    """Save a listener for invoices numbered ``tok-...`` and wait until it is live.
+
+    A new listener applies to events the stream processor handles after the
+    listener record reaches it (listener records and events are separate
+    topics), so tests probe before they send what they count.
+    """
+    hook = hooks.get("invoice.paid")
+    listener = hook.listener(url=receiver.url(path)).match(number=Startswith(tok)).save()
+
+    def probe() -> bool:
+        with transaction.atomic():
+            hook.send(number=f"{tok}-probe", amount=0)
+        return bool(receiver.to(path))
+
+    wait_for(probe, FIRST, interval=1.0, what=f"the listener at {path} to go live")
+    return listener
+
+
+def live_person_listener(receiver: Receiver, path: str, tok: str) -> ListenerSpec:
+    """A listener for people at address ``tok``, live (probed with people named "probe")."""
+    listener = PersonHook().listener(url=receiver.url(path)).match(address=tok).save()
+
+    def probe() -> bool:
+        Person.objects.create(name="probe", address=tok)
+        return bool(receiver.to(path))
+
+    wait_for(probe, FIRST, interval=1.0, what=f"the listener at {path} to go live")
+    return listener
+
+
+def counted(receiver: Receiver, path: str) -> list[Received]:
+    """Requests to ``path`` other than probes."""
+    return [
+        r for r in receiver.to(path) if not json.loads(r.body)["data"]["number"].endswith("probe")
+    ]
+
+
+def names(receiver: Receiver, path: str) -> list[str]:
+    """Names of the people delivered to ``path``, probes left out."""
+    delivered = (json.loads(r.body)["data"]["name"] for r in receiver.to(path))
+    return sorted(name for name in delivered if name != "probe")
+
+
+def test_every_matcher_kind_filters_and_each_delivery_verifies(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    tok = uuid.uuid4().hex[:8]
+    conditions = {
+        "/is": {"name": f"{tok}-Joe"},
+        "/startswith": {"name": Startswith(f"{tok}-J")},
+        "/endswith": {"name": Endswith("-Ann")},
+        "/contains": {"name": Contains("oe")},
+        "/like": {"name": Like(r"-(Joe|Ann)$")},
+        "/any": {"nickname": Any()},
+        "/none": {"name": "nobody"},
+    }
+    listeners = {
+        path: PersonHook()
+        .listener(url=receiver.url(f"/{tok}{path}"))
+        .match(address=tok, **cond)
+        .save()
+        for path, cond in conditions.items()
+    }
+    # The listeners topic is one ordered partition: once a listener saved last
+    # is live, every listener above is too.
+    live_person_listener(receiver, f"/{tok}/canary", tok)
+    for name in ("Joe", "Jim", "Ann", "Bob"):
+        Person.objects.create(name=f"{tok}-{name}", address=tok, secret="never sent")
+
+    expected = {
+        "/is": ["Joe"],
+        "/startswith": ["Jim", "Joe"],
+        "/endswith": ["Ann"],
+        "/contains": ["Joe"],
+        "/like": ["Ann", "Joe"],
+        "/any": ["Ann", "Bob", "Jim", "Joe"],
+    }
+    for path, want in expected.items():
+        full = [f"{tok}-{n}" for n in want]
+        wait_for(
+            lambda p=path, f=full: names(receiver, f"/{tok}{p}") == f,
+            LATER,
+            what=f"{path} (received so far: {sorted(r.path for r in receiver.requests)})",
+        )
+    assert receiver.to(f"/{tok}/none") == []
+
+    provided = set(PersonHook.provides_args or [])
+    for path, listener in listeners.items():
+        for request in receiver.to(f"/{tok}{path}"):
+            payload = verified(request, listener)  # probes included: they are real deliveries
+            assert payload["type"] == "person"
+            assert isinstance(payload["data"], dict) and set(payload["data"]) == provided
+            assert request.headers["Webhook-Id"].startswith("msg_")
+
+
+def test_a_rolled_back_transaction_delivers_nothing(pipeline: Pipeline, receiver: Receiver) -> None:
+    tok = uuid.uuid4().hex[:8]
+    path = f"/{tok}/rollback"
+    live_person_listener(receiver, path, tok)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Person.objects.create(name="ghost", address=tok)
+        raise RuntimeError("roll back")
+    Person.objects.create(name="sentinel", address=tok)
+    wait_for(lambda: "sentinel" in names(receiver, path), LATER, what="the sentinel")
+    assert "ghost" not in names(receiver, path)
+
+
+def test_deleting_a_listener_stops_its_deliveries(pipeline: Pipeline, receiver: Receiver) -> None:
+    tok = uuid.uuid4().hex[:8]
+    gone, control = f"/{tok}/deleted", f"/{tok}/control"
+    doomed = live_person_listener(receiver, gone, tok)
+    delete_listener(doomed.id)
+    # Saved after the tombstone on the one-partition listeners topic: once the
+    # control listener is live, the tombstone has been applied too.
+    live_person_listener(receiver, control, tok)
+    Person.objects.create(name="after", address=tok)
+    wait_for(lambda: "after" in names(receiver, control), LATER, what="'after' at the control")
+    assert "after" not in names(receiver, gone)
+
+
+def test_custom_hooks_are_delivered_with_the_same_id_header_per_job(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    tok = uuid.uuid4().hex[:8]
+    path = f"/{tok}/invoices"
+    listener = live_invoice_listener(receiver, path, tok)
+    with transaction.atomic():
+        for n in range(20):
+            hooks.get("invoice.paid").send(number=f"{tok}-{n}", amount=n)
+    wait_for(lambda: len(counted(receiver, path)) >= 20, LATER, what="20 invoices")
+    ids = Counter(r.headers["Webhook-Id"] for r in counted(receiver, path))
+    assert len(ids) == 20 and set(ids.values()) == {1}
+    numbers = sorted(
+        str(verified(r, listener)["data"]["number"])  # type: ignore[index]
+        for r in counted(receiver, path)
+    )
+    assert numbers == sorted(f"{tok}-{n}" for n in range(20))
+
+
+def test_two_delivery_workers_share_the_group_and_every_job_arrives(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    tok = uuid.uuid4().hex[:8]
+    pipeline.start("deliver-2", ["durian-deliver", "-v"])
+    wait_for(lambda: "assigned" in pipeline.log("deliver-2"), LATER, what="the 2nd worker's share")
+    paths = [f"/{tok}/{n}" for n in range(8)]  # 8 listeners spread over 4 partitions
+    for path in paths:
+        live_invoice_listener(receiver, path, tok)
+    with transaction.atomic():
+        for n in range(50):
+            hooks.get("invoice.paid").send(number=f"{tok}-{n}", amount=n)
+    total = len(paths) * 50
+    wait_for(lambda: sum(len(counted(receiver, p)) for p in paths) >= total, LATER, what="all")
+    ids = {r.headers["Webhook-Id"] for p in paths for r in counted(receiver, p)}
+    assert len(ids) == total
+    assert "assigned" in pipeline.log("deliver-1") and "assigned" in pipeline.log("deliver-2")
+
+
+def test_no_event_is_skipped_across_a_stream_worker_restart(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    tok = uuid.uuid4().hex[:8]
+    path = f"/{tok}/restart"
+    hook = hooks.get("invoice.paid")
+    live_invoice_listener(receiver, path, tok)
+    with transaction.atomic():
+        for n in range(30):
+            hook.send(number=f"{tok}-a{n}", amount=n)
+    wait_for(lambda: len(counted(receiver, path)) >= 30, LATER, what="the first 30")
+    assert pipeline.stop("stream") == 0
+    with transaction.atomic():
+        for n in range(30):
+            hook.send(number=f"{tok}-b{n}", amount=n)  # produced while no stream worker runs
+    pipeline.start("stream", ["durian-stream", "-v"])
+    wait_for(
+        lambda: len({r.headers["Webhook-Id"] for r in counted(receiver, path)}) >= 60,
+        FIRST,
+        what=f"all 60 (so far {sorted(json.loads(r.body)['data']['number'] for r in counted(receiver, path))})",
+    )
+    numbers = {json.loads(r.body)["data"]["number"] for r in counted(receiver, path)}
+    assert numbers == {f"{tok}-{x}{n}" for x in "ab" for n in range(30)}
