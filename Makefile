@@ -9,7 +9,7 @@ setup:
 
 ## run: the embedded stack (broker + Redis + topics) until Ctrl-C
 run: setup
-	@$(BIN)/durian up
+	@$(BIN)/python deploy/embedded/run.py
 
 ## test: the whole test suite, unit and integration, against a real broker and Redis
 test: setup

@@ -35,7 +35,14 @@ import redis
 
 from durian.exceptions import BrokerUnavailable
 
-__all__ = ["EmbeddedBroker", "EmbeddedRedis", "EmbeddedStack", "free_port", "port_is_free"]
+__all__ = [
+    "EmbeddedBroker",
+    "EmbeddedRedis",
+    "EmbeddedStack",
+    "free_port",
+    "port_is_free",
+    "spawn",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +75,25 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def spawn(
+    command: list[str], *, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a child that dies with this process (output to ``log``, or inherited)."""
+    if log is None:
+        return subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
 
 
 class _Service:
