@@ -52,4 +52,18 @@ if ! command -v redis-server >/dev/null; then
     apt_install redis-server
 fi
 
+# PostgreSQL for the Django tests (DURIAN_TEST_DATABASE_URL points elsewhere if you like).
+postgres_answers() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if [ -z "${DURIAN_TEST_DATABASE_URL:-}" ] && ! postgres_answers; then
+    if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        apt_install postgresql
+    fi
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    say "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 50); do postgres_answers && break; sleep 0.2; done
+    # The tests connect as postgres/postgres over TCP.
+    su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+fi
+
 say "ready ($("$VENV/bin/python" --version), redis-server $(redis-server --version | sed -E 's/.*v=([^ ]+).*/\1/'))"
