@@ -133,7 +133,8 @@ def test_private_addresses_are_refused_unless_allowed(receiver: Receiver) -> Non
     ("address", "public"),
     [
         ("8.8.8.8", True), ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False),
-        ("192.168.1.1", False), ("169.254.169.254", False), ("0.0.0.0", False), ("224.0.0.1", False),
+        ("192.168.1.1", False), ("169.254.169.254", False), ("0.0.0.0", False),
+        ("224.0.0.1", False),
         ("::1", False), ("fe80::1", False), ("fc00::1", False), ("::ffff:127.0.0.1", False),
         ("::ffff:8.8.8.8", True), ("2001:4860:4860::8888", True), ("100.64.0.1", False),
     ],
