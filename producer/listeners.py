@@ -29,11 +29,15 @@ _lock = threading.Lock()
 
 
 def listener_store() -> ListenerStore:
-    """This process's listener store (its producer is created on first write)."""
+    """This process's listener store for the current settings (new after a fork or a
+    settings change; its producer is created on first write)."""
     global _store, _store_pid
+    settings = get_settings()
     with _lock:
-        if _store is None or _store_pid != os.getpid():
-            _store, _store_pid = ListenerStore(get_settings()), os.getpid()
+        if _store is None or _store_pid != os.getpid() or _store.settings is not settings:
+            if _store is not None and _store_pid == os.getpid():
+                _store.close()
+            _store, _store_pid = ListenerStore(settings), os.getpid()
         return _store
 
 

@@ -62,7 +62,7 @@ def test_we_verify_what_standardwebhooks_signs() -> None:
     secret = generate_secret()
     ts = int(time.time())
     sig = standardwebhooks.Webhook(secret).sign(
-        "msg_4", dt.datetime.fromtimestamp(ts), BODY.decode()
+        "msg_4", dt.datetime.fromtimestamp(ts, dt.UTC), BODY.decode()
     )
     headers = {"Webhook-Id": "msg_4", "Webhook-Timestamp": str(ts), "Webhook-Signature": sig}
     assert verify(BODY, headers, [secret]) == "msg_4"
