@@ -11,6 +11,8 @@ only when ``Settings.embedded`` is true, never against a real cluster:
 
 * A group join is held for about half of ``session.timeout.ms``; librdkafka's
   default of 45 s makes every join take ~23 s. Embedded: 6000 ms (joins in ~3 s).
+  Consumers also use a short ``fetch.wait.max.ms`` there (paced end-to-end
+  latency p50 663 -> 573 ms in benchmarks/pipeline.py).
 * ``ListOffsets(LATEST)`` answers the base offset of the last *batch* + 1, so
   end offsets are wrong when the last batch held several records. Writers of
   topics whose end offsets are read (the listeners table, which the stream
@@ -46,7 +48,11 @@ __all__ = [
 Role = Literal["producer", "table-writer", "consumer", "reader", "admin"]
 
 #: Consumer settings the embedded broker needs (see the module docstring).
-EMBEDDED_CONSUMER: dict[str, Any] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+EMBEDDED_CONSUMER: dict[str, Any] = {
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 1000,
+    "fetch.wait.max.ms": 50,
+}
 
 #: Producer settings for topics Faust consumes, on the embedded broker (see above).
 EMBEDDED_PRODUCER: dict[str, Any] = {"batch.num.messages": 1}

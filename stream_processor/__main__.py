@@ -13,7 +13,7 @@ def main() -> None:
     settings = conf.load()
     TopicAdmin(settings).ensure()
     app = create_app(settings)
-    loglevel = {"-v": "info", "-vv": "debug"}.get(sys.argv[-1], "warning")
+    loglevel = {"-v": "info", "-vv": "debug"}.get(sys.argv[-1], "warn")
     sys.argv = [sys.argv[0], "worker", "--without-web", "--loglevel", loglevel]
     app.main()
 

@@ -80,7 +80,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     settings = conf.load(environ=env)
     TopicAdmin(settings).ensure()
     pipe = Pipeline(settings, env, tmp_path_factory.mktemp("pipeline"))
-    pipe.start("stream", ["durian-stream", "-v"])
+    pipe.start("stream", ["durian-stream"])  # default log level; restarts use -v
     pipe.start("deliver-1", ["durian-deliver", "-v"])
     overrides = {key.removeprefix("DURIAN_"): value for key, value in env.items()}
     with override_settings(DURIAN=overrides):
