@@ -84,6 +84,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_poll_interval_ms: Annotated[int, msgspec.Meta(ge=10_000)] = 300_000
     """Kafka's max.poll.interval.ms for the delivery consumers."""
 
+    inline: bool = False
+    """Match and deliver inside the Django process after commit, without Kafka: the
+    seed's ``async = False``, for development and a site's own tests."""
+
     session_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] | None = None
     """Consumer session timeout; unset means the broker profile's default."""
 

@@ -66,6 +66,9 @@ class Hook:
     name: ClassVar[str] = ""
     provides_args: ClassVar[Sequence[str] | None] = None
     description: ClassVar[str] = ""
+    #: Deliver inside this process after commit, without Kafka (the seed's ``async = False``);
+    #: ``None`` follows the ``inline`` setting.
+    inline: ClassVar[bool | None] = None
 
     def __init__(self, name: str | None = None, provides_args: Sequence[str] | None = None) -> None:
         self.name = name or type(self).name  # type: ignore[misc]
@@ -93,11 +96,20 @@ class Hook:
             data=json_safe(self.prepare_payload(sender, payload)),
             object_id=None if object_id is None else str(object_id),
         )
+        settings = get_settings()
+        if self.is_inline():
+            from producer import inline
+
+            transaction.on_commit(lambda: inline.deliver(event, settings), using=using)
+            return event
         key = event_key(self.name, event.object_id if object_id is not None else event.id)
         value = encode(event)
-        topic = TopicNames(get_settings().topic_prefix).events
+        topic = TopicNames(settings.topic_prefix).events
         transaction.on_commit(lambda: publisher().publish(topic, key, value), using=using)
         return event
+
+    def is_inline(self) -> bool:
+        return get_settings().inline if self.inline is None else self.inline
 
     # -- listeners -----------------------------------------------------------
 

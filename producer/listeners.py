@@ -88,10 +88,20 @@ class Listener:
     def save(self) -> ListenerSpec:
         """Write the listener to the listeners topic; returns it, secret included."""
         spec = self.build()
-        listener_store().put(spec)
+        if self.hook.is_inline():
+            from producer import inline
+
+            inline.put(spec)
+        else:
+            listener_store().put(spec)
         return spec
 
 
 def delete_listener(listener_id: str) -> None:
-    """Write the tombstone that deletes a listener."""
-    listener_store().delete(listener_id)
+    """Write the tombstone that deletes a listener (or forget it, in inline mode)."""
+    from producer import inline
+
+    if listener_id in inline.listeners:
+        inline.delete(listener_id)
+    else:
+        listener_store().delete(listener_id)

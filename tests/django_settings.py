@@ -29,6 +29,8 @@ DATABASES = {
         "PASSWORD": _db.password or "",
         "HOST": _db.hostname or "127.0.0.1",
         "PORT": _db.port or 5432,
+        # One test database per run, so runs sharing a server never drop each other's.
+        "TEST": {"NAME": f"test_durian_{os.getpid()}"},
     }
 }
 MIDDLEWARE = [

@@ -14,8 +14,8 @@ from werkzeug import Response
 
 from delivery_workers.dispatch import AttemptResult, Dispatcher
 from delivery_workers.offsets import OffsetTracker
-from delivery_workers.transport import is_public
 from durian import conf
+from durian.addresses import is_public
 from durian.records import DeliveryJob, Event, ListenerOptions, ListenerSpec, job_id
 from durian.signing import generate_secret
 from tests.receiver import Receiver
