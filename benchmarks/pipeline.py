@@ -180,7 +180,6 @@ def run(n: int, settings: conf.Settings, url: str, received: Path) -> None:
     print(f"producer cost   Hook.send() {send_us:6.1f} µs/event   bare produce() {bare_us:6.1f} µs")
 
     # Throughput: N events flat out.
-    base = arrived(received)
     started = time.time_ns()
     for i in range(n):
         hook.send(seq=i, t=time.time_ns())
@@ -188,7 +187,6 @@ def run(n: int, settings: conf.Settings, url: str, received: Path) -> None:
     ok = wait(received, lambda got: all(i in got for i in range(n)), 300)
     got = arrived(received)
     missing = [i for i in range(n) if i not in got]
-    last = max((got[i] + 0 for i in range(n) if i in got), default=0)
     elapsed_s = (time.time_ns() - started) / 1e9 if not ok else None
     lat = sorted(got[i] / 1e6 for i in range(n) if i in got)
     span = (max(lat) if lat else 0) / 1000
@@ -199,7 +197,6 @@ def run(n: int, settings: conf.Settings, url: str, received: Path) -> None:
     )
     if missing:
         print(f"                MISSING {len(missing)}: {missing[:20]}")
-    del base, last
 
     # Latency without a backlog: 250 events at 50/s.
     paced = list(range(n, n + 250))

@@ -15,7 +15,7 @@ from durian.cli import main
 from durian.kafka import confluent_config
 from durian.records import ListenerSpec, decode, encode
 from durian.signing import generate_secret
-from durian.store import ListenerStore
+from durian.store import ListenerStore, TopicAdmin
 from durian.topics import TopicNames
 from tests.conftest import read_topic
 
@@ -170,8 +170,6 @@ def test_export_then_import_restores_every_listener_with_its_secret(
     assert len(backup.read_text().splitlines()) == 3
 
     other = msgspec.structs.replace(topics, topic_prefix=topics.topic_prefix + "b")
-    from durian.store import TopicAdmin
-
     TopicAdmin(other).ensure()
     result = durian(other, "listeners", "import", str(backup))
     assert result.exit_code == 0 and "imported 3 listener(s)" in result.stdout
