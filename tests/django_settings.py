@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import urllib.parse
 
 _db = urllib.parse.urlsplit(
@@ -53,5 +54,7 @@ TEMPLATES = [
         },
     }
 ]
+# Uploaded files of the tests go to a scratch folder, never into the checkout.
+MEDIA_ROOT = tempfile.mkdtemp(prefix="durian-media-")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DURIAN: dict[str, object] = {}
