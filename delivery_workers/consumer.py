@@ -1,9 +1,23 @@
 """The delivery worker: consume jobs, POST them concurrently, commit only what is finished.
 
+One consumer group reads the deliveries topic and every retry tier
+(``<prefix>.deliveries.retry.<delay>``). A job read from a tier is due the
+tier's fixed delay after it was written there; when a partition's head is not
+due yet, the partition is paused and rewound to the head, and resumed when
+the head is due: no sleeping in the poll loop, and a waiting tier never holds
+up another partition. A job whose own due time (``not_before``) is further
+away than that moves on to the tier that fits the rest of its wait.
+
+Each job asks ``EndpointHealth`` (Redis) first: a job already delivered is
+skipped, one whose endpoint's breaker is open or whose rate limit has no
+room goes back to a tier until it may go (deferred jobs hold no HTTP slot),
+and the rest are sent, at most ``concurrency`` at a time per process.
+
 Jobs of one partition run concurrently and finish out of order, so offsets
 are committed only below the lowest job still in flight (``OffsetTracker``).
 A job counts as finished when its outcome is safely on Kafka: the attempt
 record, and for a failure the job on its retry tier (or the dead letters).
+A job that fails unexpectedly is parked, so its partition keeps moving.
 SIGTERM stops consuming, lets in-flight jobs finish, and commits.
 
 confluent-kafka runs in worker threads (``consume`` blocks); its delivery
@@ -23,18 +37,35 @@ import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from delivery_workers.dispatch import AttemptResult, Dispatcher
+from delivery_workers.health import EndpointHealth, Settlement
 from delivery_workers.offsets import TP, OffsetTracker
 from durian import conf
 from durian.backoff import next_delay, retry_after_delay, tier_for
-from durian.exceptions import DecodeError, PublishError
+from durian.exceptions import DecodeError, DurianError, PublishError
 from durian.kafka import confluent_config
-from durian.records import Attempt, DeliveryJob, decode, encode, listener_key
+from durian.records import (
+    LISTENER_DISABLED,
+    Attempt,
+    DeliveryJob,
+    Event,
+    ListenerSpec,
+    decode,
+    encode,
+    event_key,
+    listener_key,
+    new_id,
+)
+from durian.store import ListenerStore
 from durian.topics import TopicNames
 
 __all__ = ["DeliveryWorker"]
 
 logger = logging.getLogger(__name__)
 _kafka_log = logging.getLogger("durian.kafka.client")
+
+
+def _version(listener: ListenerSpec) -> float:
+    return listener.updated_at.timestamp() if listener.updated_at else 0.0
 
 
 class DeliveryWorker:
@@ -46,17 +77,32 @@ class DeliveryWorker:
         *,
         concurrency: int = 64,
         dispatcher: Dispatcher | None = None,
+        health: EndpointHealth | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.names = TopicNames(settings.topic_prefix)
         self.concurrency = concurrency
+        self.max_pending = concurrency * 4
         self.dispatcher = dispatcher or Dispatcher(settings)
+        self.health = health or EndpointHealth(settings, clock=clock)
         self.clock = clock
         self.tracker = OffsetTracker()
         self.stopping = asyncio.Event()
-        self.stats = {"delivered": 0, "retrying": 0, "dead": 0, "parked": 0}
+        self.stats = {
+            "delivered": 0, "retrying": 0, "dead": 0, "parked": 0,
+            "deferred": 0, "duplicates": 0, "disabled": 0,
+        }  # fmt: skip
+        tiers = sorted(set(settings.retry_schedule))
+        self.tiers: dict[str, float] = {self.names.deliveries_retry(t): t for t in tiers}
+        #: A wait shorter than this is slept out in the job's task instead of
+        #: a trip through a tier (it would come back no sooner than the shortest tier).
+        self.short_wait = min(tiers) if tiers else 1.0
+        self._slots: asyncio.Semaphore | None = None
+        self._paused: dict[TP, asyncio.TimerHandle] = {}
+        self._resume: set[TP] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._store: ListenerStore | None = None
         self._producer = Producer(confluent_config(settings, "producer", logger=_kafka_log))
         self._consumer = Consumer(
             confluent_config(
@@ -67,18 +113,22 @@ class DeliveryWorker:
     # -- running --------------------------------------------------------------
 
     async def run(self) -> None:
+        self._slots = asyncio.Semaphore(self.concurrency)
         self._consumer.subscribe(
-            [self.names.deliveries], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [self.names.deliveries, *self.tiers],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
         )
         poller = asyncio.create_task(self._poll_producer())
         committer = asyncio.create_task(self._commit_every(1.0))
         try:
             while not self.stopping.is_set():
-                room = self.concurrency - len(self._tasks)
-                if room <= 0:  # every slot busy: wait for one before taking more jobs
+                self._apply_resumes()
+                room = self.max_pending - len(self._tasks)
+                if room <= 0:  # enough jobs in hand: wait for one before taking more
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                batch = await asyncio.to_thread(self._consumer.consume, room, 0.2)
+                batch = await asyncio.to_thread(self._consumer.consume, min(room, 500), 0.2)
                 for message in batch:
                     self._start(message)
         finally:
@@ -86,16 +136,21 @@ class DeliveryWorker:
             committer.cancel()
             self._commit()
             poller.cancel()
+            for handle in self._paused.values():
+                handle.cancel()
             self._producer.flush(10)
             await asyncio.to_thread(self._consumer.close)
             await self.dispatcher.aclose()
+            await self.health.aclose()
+            if self._store is not None:
+                self._store.close()
 
     def stop(self) -> None:
         self.stopping.set()
 
     async def _drain(self) -> None:
         if self._tasks:
-            timeout = self.settings.delivery_timeout + 5
+            timeout = self.settings.delivery_timeout + self.short_wait + 5
             _, pending = await asyncio.wait(self._tasks, timeout=timeout)
             for task in pending:
                 task.cancel()
@@ -108,26 +163,66 @@ class DeliveryWorker:
             return
         tp: TP = (message.topic() or "", message.partition() or 0)
         offset = message.offset() or 0
+        if tp in self._paused:
+            return  # fetched before the pause; read again from the head on resume
+        tier = self.tiers.get(tp[0])
+        if tier is not None:
+            due = message.timestamp()[1] / 1000 + tier
+            wait = due - self.clock()
+            if wait > 0:
+                self._pause(tp, offset, wait)
+                return
         self.tracker.add(tp, offset)
         task = asyncio.create_task(self._handle(message, tp, offset))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # -- retry tiers: pause a partition until its head is due ------------------
+
+    def _pause(self, tp: TP, head: int, wait: float) -> None:
+        partition = TopicPartition(tp[0], tp[1], head)
+        try:
+            self._consumer.pause([partition])
+            self._consumer.seek(partition)
+        except KafkaException as exc:
+            # Not paused: the head is read again at once, and tested again.
+            logger.warning("cannot pause %s[%s]: %s", tp[0], tp[1], exc.args[0].str())
+            return
+        loop = asyncio.get_running_loop()
+        self._paused[tp] = loop.call_later(wait, self._resume.add, tp)
+
+    def _apply_resumes(self) -> None:
+        while self._resume:
+            tp = self._resume.pop()
+            if self._paused.pop(tp, None) is None:
+                continue  # revoked meanwhile
+            try:
+                self._consumer.resume([TopicPartition(tp[0], tp[1])])
+            except KafkaException as exc:
+                logger.warning("cannot resume %s[%s]: %s", tp[0], tp[1], exc.args[0].str())
+
+    # -- one job ----------------------------------------------------------------
+
     async def _handle(self, message: Message, tp: TP, offset: int) -> None:
         try:
             await self._process(message)
-        except Exception:
-            # The loop boundary: log with the location and leave the offset
-            # uncommitted, so the job is delivered again after a restart.
-            logger.exception("job at %s[%s]@%s failed unexpectedly", tp[0], tp[1], offset)
-            return
+        except Exception as exc:
+            # The loop boundary: park the record so the partition keeps moving.
+            logger.exception("job at %s[%s]@%s failed unexpectedly; parking it", *tp, offset)
+            try:
+                await self._park(
+                    message, f"unexpected error: {exc!r}", f"{tp[0]}[{tp[1]}]@{offset}"
+                )
+            except Exception:
+                # Not even parked: leave the offset pending, the job comes back after a restart.
+                logger.exception("cannot park the job at %s[%s]@%s", *tp, offset)
+                return
         self.tracker.done(tp, offset)
 
     async def _process(self, message: Message) -> None:
-        value = message.value() or b""
         try:
             job = decode(
-                value,
+                message.value() or b"",
                 DeliveryJob,
                 topic=message.topic(),
                 partition=message.partition(),
@@ -135,39 +230,86 @@ class DeliveryWorker:
             )
         except DecodeError as exc:
             logger.error("parking an undecodable delivery job: %s", exc)
-            headers: dict[str, str | bytes | None] = {
-                "durian-error": str(exc),
-                "durian-source": exc.location,
-            }
-            await self._produce(self.names.parked, message.key() or b"", value, headers)
-            self.stats["parked"] += 1
+            await self._park(message, str(exc), exc.location)
             return
-        result = await self.dispatcher.attempt(job)
+        if job.not_before is not None:
+            wait = job.not_before - self.clock()
+            if wait >= self.short_wait:
+                await self._defer(job, job.not_before, throttled=job.throttled)
+                return
+            if wait > 0:
+                await asyncio.sleep(wait)
+        await self._deliver(job)
+
+    async def _deliver(self, job: DeliveryJob) -> None:
+        listener = job.listener
+        throttled = job.throttled
+        while True:
+            admission = await self.health.admit(
+                job.id,
+                listener.id,
+                rate=listener.options.rate_limit,
+                throttled=throttled,
+                listener_version=_version(listener),
+            )
+            verdict = admission.verdict
+            if verdict == "go":
+                break
+            if verdict == "done":
+                self.stats["duplicates"] += 1
+                logger.debug("job %s was delivered before; not sending it again", job.id)
+                return
+            if verdict == "disabled":
+                error = "the listener was disabled; replay the dead letter once it is enabled"
+                await self._produce_job(self.names.dead, job, last_error=error)
+                self.stats["dead"] += 1
+                return
+            throttled = verdict == "rate"
+            wait = admission.until - self.clock()
+            if wait >= self.short_wait:
+                await self._defer(job, admission.until, throttled=throttled)
+                return
+            await asyncio.sleep(max(wait, 0.0))
+        assert self._slots is not None
+        async with self._slots:
+            result = await self.dispatcher.attempt(job)
+        settlement = await self.health.settle(
+            job.id, listener.id, ok=result.ok, counts=not result.ok and result.contacted
+        )
         await self._record(job, result)
+        await self._watch_health(job, result, settlement)
+
+    async def _defer(self, job: DeliveryJob, until: float, *, throttled: bool) -> None:
+        """Send a job back to the tier that fits its wait; it holds no HTTP slot meanwhile."""
+        tier = tier_for(max(until - self.clock(), 0.0), list(self.tiers.values()))
+        await self._produce_job(
+            self.names.deliveries_retry(tier), job, not_before=until, throttled=throttled
+        )
+        self.stats["deferred"] += 1
 
     async def _record(self, job: DeliveryJob, result: AttemptResult) -> None:
-        key = listener_key(job.listener.id)
+        s = self.settings
+        follow_up: tuple[str, dict[str, Any]] | None = None
         if result.ok:
             outcome = "delivered"
-            follow_up = None
         else:
-            delay = next_delay(
-                job.attempt, self.settings.retry_schedule, self.settings.retry_jitter
-            )
+            delay = next_delay(job.attempt, s.retry_schedule, s.retry_jitter)
             if delay is None or not result.retryable:
                 outcome = "dead"
-                follow_up = (self.names.dead, msgspec.structs.replace(job, last_error=result.error))
+                follow_up = (self.names.dead, {"last_error": result.error})
             else:
-                delay = retry_after_delay(delay, result.retry_after)
                 outcome = "retrying"
-                tier = tier_for(delay, self.settings.retry_schedule)
-                retry = msgspec.structs.replace(
-                    job,
-                    attempt=job.attempt + 1,
-                    not_before=self.clock() + delay,
-                    last_error=result.error,
+                delay = retry_after_delay(delay, result.retry_after, s.max_retry_after)
+                tier = tier_for(delay, s.retry_schedule)
+                follow_up = (
+                    self.names.deliveries_retry(tier),
+                    {
+                        "attempt": job.attempt + 1,
+                        "not_before": self.clock() + delay,
+                        "last_error": result.error,
+                        "throttled": False,
+                    },
                 )
-                follow_up = (self.names.deliveries_retry(tier), retry)
         attempt = Attempt(
             job_id=job.id,
             listener_id=job.listener.id,
@@ -181,9 +323,10 @@ class DeliveryWorker:
             error=result.error,
             response_excerpt=result.response_excerpt,
         )
+        key = listener_key(job.listener.id)
         waits = [self._produce(self.names.attempts, key, encode(attempt))]
         if follow_up is not None:
-            waits.append(self._produce(follow_up[0], key, encode(follow_up[1])))
+            waits.append(self._produce_job(follow_up[0], job, **follow_up[1]))
         await asyncio.gather(*waits)
         self.stats[outcome] += 1
         if not result.ok:
@@ -191,6 +334,74 @@ class DeliveryWorker:
                 "job %s to %s: attempt %d %s (%s)",
                 job.id, job.listener.id, job.attempt, outcome, result.error,
             )  # fmt: skip
+
+    # -- endpoint health: breaker news and disabling ----------------------------
+
+    async def _watch_health(
+        self, job: DeliveryJob, result: AttemptResult, settlement: Settlement
+    ) -> None:
+        listener = job.listener
+        if settlement.state == "recovered":
+            logger.info("listener %s answers again; its circuit breaker is closed", listener.id)
+        elif settlement.state == "open":
+            wait = settlement.open_until - self.clock()
+            logger.warning(
+                "listener %s failed %d or more times in a row; its circuit breaker is open "
+                "for %.0f s",
+                listener.id, self.settings.breaker_threshold, wait,
+            )  # fmt: skip
+        if result.gone:
+            await self._disable(listener, "the endpoint answered 410 Gone")
+            return
+        since = settlement.failing_since
+        if since is not None and self.clock() - since >= self.settings.disable_after:
+            started = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+            await self._disable(listener, f"every delivery has failed since {started}")
+
+    async def _disable(self, listener: ListenerSpec, reason: str) -> None:
+        """Turn a listener off on the listeners topic and say so with an event."""
+        try:
+            current = await asyncio.to_thread(self._listener_store().get, listener.id)
+        except DurianError as exc:
+            logger.warning("not disabling listener %s: %s", listener.id, exc)
+            return
+        if current.url != listener.url or _version(current) > _version(listener):
+            logger.info("not disabling listener %s: it changed since this job", listener.id)
+            return
+        if not current.active or not await self.health.mark_disabled(current.id, _version(current)):
+            return  # already disabled, here or by another worker
+        now = datetime.now(UTC)
+        disabled = msgspec.structs.replace(current, active=False, updated_at=now)
+        await asyncio.to_thread(self._listener_store().put, disabled)
+        event = Event(
+            id=new_id("evt"),
+            hook=LISTENER_DISABLED,
+            occurred_at=now,
+            data={"listener_id": current.id, "hook": current.hook, "url": current.url,
+                  "reason": reason},
+            object_id=current.id,
+        )  # fmt: skip
+        await self._produce(
+            self.names.events, event_key(LISTENER_DISABLED, current.id), encode(event)
+        )
+        self.stats["disabled"] += 1
+        logger.warning("listener %s (%s) is disabled: %s", current.id, current.url, reason)
+
+    def _listener_store(self) -> ListenerStore:
+        if self._store is None:
+            self._store = ListenerStore(self.settings)
+        return self._store
+
+    async def _park(self, message: Message, error: str, source: str) -> None:
+        headers: dict[str, str | bytes | None] = {"durian-error": error, "durian-source": source}
+        await self._produce(
+            self.names.parked, message.key() or b"", message.value() or b"", headers
+        )
+        self.stats["parked"] += 1
+
+    def _produce_job(self, topic: str, job: DeliveryJob, **changes: Any) -> asyncio.Future[None]:
+        record = msgspec.structs.replace(job, **changes) if changes else job
+        return self._produce(topic, listener_key(job.listener.id), encode(record))
 
     # -- Kafka plumbing -------------------------------------------------------
 
@@ -252,6 +463,10 @@ class DeliveryWorker:
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
+        for tp in tps:
+            handle = self._paused.pop(tp, None)
+            if handle is not None:
+                handle.cancel()
         self._commit(tps)
         self.tracker.forget(tps)
         logger.info("revoked %s", ", ".join(f"{t}[{p}]" for t, p in tps))

@@ -1,25 +1,87 @@
-"""The address guard: every address a host resolves to must be public (``durian.addresses``),
-unless ``allow_private_addresses`` is set for development."""
+"""The HTTP transport of the delivery workers: httpx's API on aiohttp's connection pool,
+with the address guard inside the resolver.
+
+A host name is resolved once, by ``GuardedResolver``, and aiohttp connects to
+exactly the addresses that resolver returned and checked: there is no second
+lookup between the check and the connection, so a name that answers a public
+address to the check and a private one to the connection (DNS rebinding) gets
+nowhere. aiohttp does not ask the resolver for IP literals; ``check_literal``
+covers those before the request is made.
+
+Why aiohttp's pool: httpx's own pool slows down sharply as concurrency grows
+(``benchmarks/transports.py``: 363 req/s vs 3,195 req/s at 64-way).
+"""
 
 from __future__ import annotations
 
-import asyncio
+import ipaddress
 import socket
+from typing import Any
 
-from durian.addresses import blocked_reason
-from durian.exceptions import PermanentDeliveryError, TransientDeliveryError
+import aiohttp
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from httpx_aiohttp import AiohttpTransport
 
-__all__ = ["check_host"]
+from durian.addresses import AddressPolicy
+from durian.exceptions import DeliveryRefused
+
+__all__ = ["AddressRefused", "GuardedResolver", "check_literal", "guarded_transport"]
 
 
-async def check_host(host: str, port: int, *, allow_private: bool) -> list[str]:
-    """The addresses of ``host``; raise ``PermanentDeliveryError`` if any is not public."""
+class AddressRefused(OSError):
+    """Raised by the resolver when a host resolves to an address the policy refuses."""
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's threaded resolver, refusing names that resolve to a blocked address.
+
+    Every address of the answer must be allowed, not just one: aiohttp tries
+    them in turn, so a single private address in the answer is reachable.
+    """
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+        self._inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        reason = self.policy.blocked_reason(host.rstrip("."), [r["host"] for r in results])
+        if reason is not None:
+            raise AddressRefused(reason)
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def check_literal(host: str, policy: AddressPolicy) -> None:
+    """Refuse an IP-literal host the policy does not allow (names go through the resolver)."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise TransientDeliveryError(f"cannot resolve {host!r}: {exc.strerror}") from None
-    addresses = sorted({str(info[4][0]) for info in infos})
-    reason = None if allow_private else blocked_reason(host, addresses)
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return
+    reason = policy.blocked_reason(host, [host.strip("[]")])
     if reason is not None:
-        raise PermanentDeliveryError(reason)
-    return addresses
+        raise DeliveryRefused(reason)
+
+
+def guarded_transport(policy: AddressPolicy, max_connections: int = 256) -> AiohttpTransport:
+    """An httpx transport whose connections only reach addresses ``policy`` allows."""
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(policy),
+            limit=max_connections,
+            ttl_dns_cache=10,
+        )
+        # trust_env=False: an HTTP(S)_PROXY from the environment would connect on our behalf
+        # to addresses the resolver never saw.
+        return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+    limits = httpx.Limits(max_connections=max_connections)
+    kwargs: dict[str, Any] = {"client": session, "limits": limits, "trust_env": False}
+    return AiohttpTransport(**kwargs)

@@ -3,8 +3,8 @@
 The schedule is a list of delays (seconds) before retry 1, 2, ...; the default
 follows Standard Webhooks / Svix: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 Each delay is spread by +/- ``jitter`` so that a burst of failures does not
-come back as a burst. A receiver's ``Retry-After`` may stretch a delay, within
-``[scheduled, 2 * scheduled]`` so that it can neither hammer nor stall us.
+come back as a burst. A receiver's ``Retry-After`` may stretch a delay, up to a ceiling
+(``max_retry_after``), so that it can neither hammer nor stall us.
 """
 
 from __future__ import annotations
@@ -61,8 +61,13 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def retry_after_delay(scheduled: float, retry_after: float | None) -> float:
-    """The delay to use when the receiver asked for ``retry_after`` seconds."""
+def retry_after_delay(scheduled: float, retry_after: float | None, ceiling: float) -> float:
+    """The delay to use when the receiver asked for ``retry_after`` seconds.
+
+    Never sooner than scheduled (a receiver cannot make us hammer it), never
+    later than ``ceiling`` (nor can it park a job for days), unless the
+    schedule itself is longer.
+    """
     if retry_after is None:
         return scheduled
-    return min(max(retry_after, scheduled), 2 * scheduled)
+    return min(max(retry_after, scheduled), max(ceiling, scheduled))

@@ -25,7 +25,7 @@ from durian.match import Any as AnyMatcher
 from durian.match import Is, Matcher, compile_spec, spec_from_json, spec_to_json
 from durian.records import ListenerOptions, ListenerSpec, decode, encode, new_id
 from durian.signing import generate_secret
-from durian.store import ListenerStore, ListenerTable, TopicAdmin
+from durian.store import DeadLetter, DeadLetters, ListenerStore, ListenerTable, TopicAdmin
 
 __all__ = ["main"]
 
@@ -469,3 +469,177 @@ def listeners_import(obj: _Context, source: IO[bytes], dry_run: bool) -> None:
         with ListenerStore(obj.settings) as store:
             store.put(*listeners_in)
     click.echo(f"imported {len(listeners_in)} listener(s)")
+
+
+# -- durian dlq ----------------------------------------------------------------
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: jobs that ran out of retries, were refused, or whose listener was disabled."""
+
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_when(text: str, now: float | None = None) -> float:
+    """A point in time: ISO 8601 (``2026-11-25T10:00:00+00:00``, UTC when no zone is
+    given) or a duration ago (``30m``, ``2h``, ``7d``). Returns Unix time."""
+    moment = time.time() if now is None else now
+    stripped = text.strip()
+    unit = stripped[-1:].lower()
+    if unit in _DURATION and stripped[:-1].replace(".", "", 1).isdigit():
+        return moment - float(stripped[:-1]) * _DURATION[unit]
+    try:
+        parsed = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither an ISO time (2026-11-25T10:00) nor a duration ago (30m, 2h, 7d)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _select(
+    letters: list[DeadLetter],
+    listener_ids: tuple[str, ...],
+    job_ids: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+) -> list[DeadLetter]:
+    start = parse_when(since) if since else None
+    end = parse_when(until) if until else None
+    chosen = []
+    for letter in letters:
+        job = letter.job
+        if job is None:
+            continue
+        if listener_ids and job.listener.id not in listener_ids:
+            continue
+        if job_ids and job.id not in job_ids:
+            continue
+        if start is not None and letter.timestamp < start:
+            continue
+        if end is not None and letter.timestamp >= end:
+            continue
+        chosen.append(letter)
+    return chosen
+
+
+def _filters(command: Any) -> Any:
+    command = click.option("--listener", "listener_ids", multiple=True, help="Only this listener.")(
+        command
+    )
+    command = click.option("--job", "job_ids", multiple=True, help="Only this job id.")(command)
+    command = click.option("--since", metavar="WHEN", help="Dead since (ISO time or 2h).")(command)
+    return click.option("--until", metavar="WHEN", help="Dead before (ISO time or 2h).")(command)
+
+
+@dlq.command("list")
+@_filters
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@click.pass_obj
+def dlq_list(
+    obj: _Context,
+    listener_ids: tuple[str, ...],
+    job_ids: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+) -> None:
+    """List the dead letters (after the purge mark), oldest first."""
+    with _errors():
+        letters = DeadLetters(obj.settings).read()
+    for letter in letters:
+        if letter.problem is not None:
+            click.echo(f"warning: unreadable dead letter skipped: {letter.problem}", err=True)
+    chosen = sorted(
+        _select(letters, listener_ids, job_ids, since, until), key=lambda x: x.timestamp
+    )
+    out = click.get_text_stream("stdout")
+    if as_json:
+        for letter in chosen:
+            assert letter.job is not None
+            out.write(
+                msgspec.json.encode(
+                    {
+                        "dead_at": datetime.fromtimestamp(letter.timestamp, UTC).isoformat(),
+                        "job_id": letter.job.id,
+                        "listener_id": letter.job.listener.id,
+                        "url": letter.job.listener.url,
+                        "hook": letter.job.event.hook,
+                        "event_id": letter.job.event.id,
+                        "attempts": letter.job.attempt,
+                        "last_error": letter.job.last_error,
+                    }
+                ).decode()
+                + "\n"
+            )
+        return
+    lines = [f"{'DEAD AT':20} {'JOB':36} {'LISTENER':34} {'HOOK':16} {'ATT':3}  LAST ERROR"]
+    for letter in chosen:
+        job = letter.job
+        assert job is not None
+        when = datetime.fromtimestamp(letter.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(
+            f"{when:20} {job.id:36} {job.listener.id:34} {job.event.hook:16} "
+            f"{job.attempt:3}  {job.last_error or '-'}"
+        )
+    out.write("\n".join(lines) + "\n")
+    click.echo(f"{len(chosen)} dead letter(s)", err=True)
+
+
+@dlq.command("replay")
+@_filters
+@click.option("--all", "everything", is_flag=True, help="Replay every dead letter.")
+@click.pass_obj
+def dlq_replay(
+    obj: _Context,
+    listener_ids: tuple[str, ...],
+    job_ids: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    everything: bool,
+) -> None:
+    """Deliver dead letters again: same webhook-id, attempt 1, the listener as it is now.
+
+    Choose them with --listener, --job, --since/--until, or --all. Letters whose
+    listener was deleted or is disabled are skipped (enable it first).
+    """
+    if not (listener_ids or job_ids or since or until or everything):
+        raise click.UsageError("say which letters: --listener, --job, --since/--until, or --all")
+    with _errors():
+        dead = DeadLetters(obj.settings)
+        chosen = _select(dead.read(), listener_ids, job_ids, since, until)
+        with ListenerStore(obj.settings) as store:
+            live = _read(store).listeners
+        report = dead.replay(chosen, live)
+    click.echo(f"replayed {len(report.replayed)} dead letter(s)")
+    for reason, ids in sorted(report.skipped.items()):
+        click.echo(
+            f"skipped {len(ids)}: {reason} ({', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''})"
+        )
+
+
+@dlq.command("purge")
+@click.option("--before", metavar="WHEN", help="Only letters dead before this (ISO time or 7d).")
+@click.option("--all", "everything", is_flag=True, help="Every dead letter.")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_obj
+def dlq_purge(obj: _Context, before: str | None, everything: bool, yes: bool) -> None:
+    """Forget dead letters: list and replay no longer see them.
+
+    A Kafka log cannot delete single records: purging moves a mark (the
+    <prefix>.dlq group's offsets) and the records expire with the topic's
+    retention. So it goes by time, never by listener.
+    """
+    if bool(before) == everything:
+        raise click.UsageError("give exactly one of --before WHEN or --all")
+    cutoff = parse_when(before) if before else None
+    if not yes:
+        what = "every dead letter" if cutoff is None else f"dead letters from before {before}"
+        click.confirm(f"purge {what}?", abort=True)
+    with _errors():
+        purged = DeadLetters(obj.settings).purge(before=cutoff)
+    click.echo(f"purged {purged} dead letter(s)")

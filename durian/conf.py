@@ -10,6 +10,7 @@ Roles call :func:`load` once, at start-up, and pass the ``Settings`` down.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 import urllib.parse
@@ -75,11 +76,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     delivery_timeout: _Seconds = 15.0
     """Seconds one delivery attempt may take in all."""
 
+    read_timeout: _Seconds = 10.0
+    """Seconds to wait for each read of a subscriber's response."""
+
     max_response_bytes: _Positive = 65536
     """Largest response body read from a subscriber; more fails the attempt."""
 
+    max_retry_after: _Seconds = 3600.0
+    """Longest ``Retry-After`` honoured (429, 502, 503, 504); longer asks are cut to it."""
+
+    non_retryable_statuses: tuple[Annotated[int, msgspec.Meta(ge=400, le=499)], ...] = ()
+    """4xx statuses that end a delivery at once (dead letter, no retry). Every other
+    failure is retried; 410 always disables the listener."""
+
     allow_private_addresses: bool = False
     """Allow deliveries to loopback and private networks (development only)."""
+
+    address_allowlist: tuple[str, ...] = ()
+    """Networks (CIDR, e.g. ``10.1.2.0/24``) deliveries may reach although they are not
+    public: a narrower opening than ``allow_private_addresses``."""
+
+    dedup_ttl: _Seconds = 7 * 86400.0
+    """Seconds a delivered job's id is remembered in Redis, so a replayed job is not sent twice."""
+
+    breaker_threshold: _Positive = 5
+    """Consecutive failed attempts that open an endpoint's circuit breaker."""
+
+    breaker_cooldown: _Seconds = 30.0
+    """Seconds an open breaker waits before one probe; doubles after each failed probe."""
+
+    breaker_max_cooldown: _Seconds = 900.0
+    """Longest wait between probes of an open breaker."""
+
+    disable_after: _Seconds = 5 * 86400.0
+    """A listener whose endpoint has failed without a success for this long is disabled."""
 
     max_poll_interval_ms: Annotated[int, msgspec.Meta(ge=10_000)] = 300_000
     """Kafka's max.poll.interval.ms for the delivery consumers."""
@@ -203,6 +233,27 @@ def check(settings: Settings) -> list[Problem]:
                 "DURIAN_DELIVERY_TIMEOUT is more than half of DURIAN_MAX_POLL_INTERVAL_MS.",
                 "A slow subscriber could make the delivery consumer leave its group; "
                 "lower the timeout or raise the poll interval.",
+            )
+        )
+    for network in settings.address_allowlist:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            found.append(
+                Problem(
+                    "error",
+                    "durian.E004",
+                    f"DURIAN_ADDRESS_ALLOWLIST entry {network!r} is not a network.",
+                    "Write networks in CIDR form, e.g. 10.1.2.0/24 or fd00::/8.",
+                )
+            )
+    if settings.breaker_max_cooldown < settings.breaker_cooldown:
+        found.append(
+            Problem(
+                "error",
+                "durian.E005",
+                "DURIAN_BREAKER_MAX_COOLDOWN is shorter than DURIAN_BREAKER_COOLDOWN.",
+                "Raise the maximum or lower the cooldown.",
             )
         )
     if settings.connect_timeout > settings.delivery_timeout:

@@ -13,8 +13,9 @@ The tree::
     ├── PublishError               Kafka did not accept a record (raised on flush)
     ├── BrokerUnavailable          the broker or Redis did not answer in time
     └── DeliveryError              one delivery attempt failed; ``retryable`` says what next
-        ├── TransientDeliveryError     timeouts, connect errors, 408/429/5xx
-        └── PermanentDeliveryError     other 4xx, blocked address, oversize response
+        ├── TransientDeliveryError     timeouts, connect errors, failed answers
+        └── PermanentDeliveryError     410, non-retryable 4xx, oversize response
+            └── DeliveryRefused        not sent at all: the address guard refused the host
 
 Third-party exceptions are translated into these at one boundary each; code
 elsewhere never catches library exceptions.
@@ -28,6 +29,7 @@ __all__ = [
     "BrokerUnavailable",
     "DecodeError",
     "DeliveryError",
+    "DeliveryRefused",
     "DurianError",
     "ImproperlyConfigured",
     "InvalidListener",
@@ -124,12 +126,16 @@ class DeliveryError(DurianError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """Worth retrying: timeouts, connection errors, 408, 429 and 5xx answers."""
+    """Worth retrying: timeouts, connection errors, and answers other than 2xx (by default)."""
 
     retryable = True
 
 
 class PermanentDeliveryError(DeliveryError):
-    """Not worth retrying: other 4xx answers, blocked addresses, oversize responses."""
+    """Not worth retrying: 410, 4xx statuses set as non-retryable, oversize responses."""
 
     retryable = False
+
+
+class DeliveryRefused(PermanentDeliveryError):
+    """durian refused to send at all (the address guard); the endpoint was not contacted."""

@@ -23,6 +23,7 @@ from durian.exceptions import DecodeError, InvalidListener, RecordError
 from durian.match import spec_from_json
 
 __all__ = [
+    "LISTENER_DISABLED",
     "Attempt",
     "DeliveryJob",
     "Event",
@@ -38,6 +39,10 @@ __all__ = [
     "new_id",
     "validate_url",
 ]
+
+#: The hook of the event a delivery worker sends when it disables a listener (410 Gone,
+#: or failures for ``disable_after``). Listen to it like any hook.
+LISTENER_DISABLED = "durian.listener.disabled"
 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _JOB_NAMESPACE = uuid.UUID("5a3c5e1e-7d4b-4f0e-9a57-4d7572696164")
@@ -186,6 +191,8 @@ class DeliveryJob(Record, tag="durian.delivery.v1", frozen=True):
     not_before: float | None = None
     """Unix time before which this job must not be attempted (retry tiers)."""
     last_error: str | None = None
+    throttled: bool = False
+    """The job holds a rate-limit slot at ``not_before``: it goes then without asking again."""
 
 
 class Attempt(Record, tag="durian.attempt.v1", frozen=True):

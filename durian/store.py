@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 
+import msgspec
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -37,10 +38,18 @@ from durian.exceptions import (
     PublishError,
 )
 from durian.kafka import confluent_config
-from durian.records import ListenerSpec, decode, encode, listener_key
+from durian.records import DeliveryJob, ListenerSpec, decode, encode, listener_key
 from durian.topics import TopicNames, TopicSpec, topic_specs
 
-__all__ = ["ListenerStore", "ListenerTable", "TopicAdmin", "TopicStatus"]
+__all__ = [
+    "DeadLetter",
+    "DeadLetters",
+    "ListenerStore",
+    "ListenerTable",
+    "ReplayReport",
+    "TopicAdmin",
+    "TopicStatus",
+]
 
 logger = logging.getLogger(__name__)
 #: librdkafka's own log lines (connects, disconnects) go through Python logging.
@@ -333,3 +342,179 @@ class ListenerStore:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+# -- dead letters ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One record of the dead-letters topic: a job that will not be tried again by itself."""
+
+    partition: int
+    offset: int
+    timestamp: float
+    """When it became a dead letter (Unix time, the record's timestamp)."""
+    job: DeliveryJob | None
+    problem: DecodeError | None = None
+    """Set instead of ``job`` when the record cannot be decoded."""
+
+
+@dataclass
+class ReplayReport:
+    replayed: list[str] = field(default_factory=list)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    """Reason -> job ids not replayed (listener deleted, listener disabled)."""
+
+
+class DeadLetters:
+    """The dead-letters topic: list, replay and purge.
+
+    A log cannot forget single records, so purging moves a mark: the
+    committed offsets of the ``<prefix>.dlq`` group. Listing and replaying
+    start at the mark; the records before it stay on the broker until the
+    topic's retention removes them.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.names = TopicNames(settings.topic_prefix)
+        self.topic = self.names.dead
+        self.group = self.names.group("dlq")
+
+    def _consumer(self) -> Consumer:
+        return Consumer(
+            confluent_config(self.settings, "reader", logger=_kafka_log, **{"group.id": self.group})
+        )
+
+    def read(self, timeout: float = 120.0) -> list[DeadLetter]:
+        """Every dead letter after the purge mark, oldest first per partition."""
+        consumer = self._consumer()
+        try:
+            marks = self._marks(consumer)
+            letters: list[DeadLetter] = []
+            assignment = [TopicPartition(self.topic, p, off) for p, (off, high) in marks.items()]
+            pending = {tp.partition for tp in assignment if tp.offset < marks[tp.partition][1]}
+            if not pending:
+                return letters
+            consumer.assign(assignment)
+            deadline = time.monotonic() + timeout
+            while pending:
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable(f"reading {self.topic} did not end within {timeout} s")
+                for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending.discard(msg.partition() or 0)
+                            continue
+                        raise KafkaException(err)
+                    letters.append(self._letter(msg))
+            return letters
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot read {self.topic}: {exc.args[0].str()}") from None
+        finally:
+            consumer.close()
+
+    def _marks(self, consumer: Consumer) -> dict[int, tuple[int, int]]:
+        """partition -> (purge mark or low watermark, high watermark)."""
+        metadata = consumer.list_topics(self.topic, timeout=15.0)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise DurianError(
+                f"the dead-letters topic {self.topic} does not exist; run `durian topics create`"
+            )
+        parts = [TopicPartition(self.topic, p) for p in sorted(topic.partitions)]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10.0)}
+        marks = {}
+        for tp in parts:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+            mark = committed.get(tp.partition, -1)
+            marks[tp.partition] = (max(low, mark), high)
+        return marks
+
+    @staticmethod
+    def _letter(msg: Message) -> DeadLetter:
+        stamp = msg.timestamp()[1] / 1000
+        try:
+            job = decode(
+                msg.value() or b"",
+                DeliveryJob,
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+            )
+        except DecodeError as exc:
+            return DeadLetter(msg.partition() or 0, msg.offset() or 0, stamp, None, exc)
+        return DeadLetter(msg.partition() or 0, msg.offset() or 0, stamp, job)
+
+    def replay(
+        self, letters: Iterable[DeadLetter], listeners: dict[str, ListenerSpec], timeout: float = 30
+    ) -> ReplayReport:
+        """Send dead letters to the deliveries topic again, as attempt 1 with the same job id
+        (the same ``webhook-id``) and the listener as it is now: a fixed URL or a new secret
+        applies. Jobs whose listener was deleted or is disabled are skipped."""
+        report = ReplayReport()
+        producer = Producer(confluent_config(self.settings, "producer", logger=_kafka_log))
+        errors: list[str] = []
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                errors.append(err.str())
+
+        for letter in letters:
+            job = letter.job
+            if job is None:
+                continue
+            listener = listeners.get(job.listener.id)
+            if listener is None or not listener.active:
+                reason = "listener deleted" if listener is None else "listener disabled"
+                report.skipped.setdefault(reason, []).append(job.id)
+                continue
+            again = msgspec.structs.replace(
+                job, listener=listener, attempt=1, not_before=None, last_error=None, throttled=False
+            )
+            while True:
+                try:
+                    producer.produce(
+                        self.names.deliveries,
+                        key=listener_key(listener.id),
+                        value=encode(again),
+                        on_delivery=delivered,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            report.replayed.append(job.id)
+        left = producer.flush(timeout)
+        if left or errors:
+            raise PublishError(
+                f"replay incomplete: {left} job(s) unacknowledged, {len(errors)} refused "
+                f"({'; '.join(errors[:3])}); replaying again is safe (delivered jobs are skipped)"
+            )
+        return report
+
+    def purge(self, before: float | None = None) -> int:
+        """Move the mark past every dead letter (older than ``before``, when given).
+
+        Returns how many letters were purged.
+        """
+        letters = self.read()
+        if before is not None:
+            letters = [letter for letter in letters if letter.timestamp < before]
+        marks: dict[int, int] = {}
+        for letter in letters:
+            marks[letter.partition] = max(marks.get(letter.partition, 0), letter.offset + 1)
+        if not marks:
+            return 0
+        consumer = self._consumer()
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(self.topic, p, off) for p, off in marks.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot move the purge mark: {exc.args[0].str()}") from None
+        finally:
+            consumer.close()
+        return len(letters)

@@ -21,7 +21,7 @@ import httpx
 import msgspec
 
 from durian import conf
-from durian.addresses import blocked_reason
+from durian.addresses import AddressPolicy
 from durian.match import deepmatch, spec_from_json
 from durian.records import Event, ListenerSpec, job_id
 from durian.signing import signature_headers
@@ -116,12 +116,13 @@ def _post(
 
 
 def _guard(url: str, settings: conf.Settings) -> None:
-    if settings.allow_private_addresses:
+    policy = AddressPolicy.from_settings(settings)
+    if policy.allow_all:
         return
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port)})
-    reason = blocked_reason(host, addresses)
+    reason = policy.blocked_reason(host, addresses)
     if reason is not None:
         raise ValueError(reason)

@@ -51,8 +51,9 @@ def test_retry_after_seconds_and_dates() -> None:
     assert parse_retry_after(None, now) is None
 
 
-def test_retry_after_is_clamped_to_between_one_and_two_scheduled_delays() -> None:
-    assert retry_after_delay(300, 1) == 300
-    assert retry_after_delay(300, 500) == 500
-    assert retry_after_delay(300, 10_000) == 600
-    assert retry_after_delay(300, None) == 300
+def test_retry_after_is_honoured_between_the_schedule_and_the_ceiling() -> None:
+    assert retry_after_delay(300, 1, ceiling=3600) == 300  # never sooner than scheduled
+    assert retry_after_delay(300, 500, ceiling=3600) == 500
+    assert retry_after_delay(300, 10_000, ceiling=3600) == 3600  # cut to the ceiling
+    assert retry_after_delay(300, None, ceiling=3600) == 300
+    assert retry_after_delay(7200, 10_000, ceiling=3600) == 7200  # the schedule wins

@@ -67,23 +67,33 @@ def test_a_2xx_is_delivered_signed_with_the_job_id(receiver: Receiver) -> None:
     assert payload["timestamp"] == the_job.event.occurred_at.isoformat()
 
 
-@pytest.mark.parametrize(
-    ("status", "retryable"),
-    [(500, True), (503, True), (429, True), (408, True), (404, False), (410, False), (400, False)],
-)
-def test_failures_say_whether_a_retry_can_help(
-    receiver: Receiver, status: int, retryable: bool
-) -> None:
+@pytest.mark.parametrize("status", [500, 503, 429, 408, 404, 400, 302])
+def test_every_other_answer_is_retried_by_default(receiver: Receiver, status: int) -> None:
     receiver.answer = lambda _req: Response("no", status=status)
     result = attempt(job(receiver.url("/fail")))
-    assert not result.ok and result.status_code == status
-    assert result.retryable is retryable
-    assert result.error == f"answered HTTP {status}" and result.response_excerpt == "no"
+    assert not result.ok and result.status_code == status and result.retryable
+    assert result.response_excerpt == "no" and not result.gone
+    assert (result.error or "").startswith(f"answered HTTP {status}")
 
 
-def test_retry_after_is_read(receiver: Receiver) -> None:
-    receiver.answer = lambda _req: Response("", status=503, headers={"Retry-After": "120"})
-    assert attempt(job(receiver.url("/busy"))).retry_after == 120
+def test_statuses_set_as_non_retryable_go_to_the_dead_letters(receiver: Receiver) -> None:
+    receiver.answer = lambda _req: Response("no", status=404)
+    result = attempt(job(receiver.url("/gone")), NON_RETRYABLE_STATUSES="400,404,422")
+    assert not result.ok and not result.retryable
+
+
+def test_410_gone_asks_to_disable_the_listener(receiver: Receiver) -> None:
+    receiver.answer = lambda _req: Response("", status=410)
+    result = attempt(job(receiver.url("/unsubscribed")))
+    assert result.gone and not result.retryable and "410 Gone" in (result.error or "")
+
+
+@pytest.mark.parametrize(("status", "honoured"), [(429, True), (503, True), (500, False)])
+def test_retry_after_is_read_where_it_means_something(
+    receiver: Receiver, status: int, honoured: bool
+) -> None:
+    receiver.answer = lambda _req: Response("", status=status, headers={"Retry-After": "120"})
+    assert attempt(job(receiver.url("/busy"))).retry_after == (120 if honoured else None)
 
 
 def test_redirects_are_failures_and_never_followed(receiver: Receiver) -> None:
@@ -124,9 +134,46 @@ def test_a_refused_connection_is_transient() -> None:
 
 def test_private_addresses_are_refused_unless_allowed(receiver: Receiver) -> None:
     result = attempt(job(receiver.url("/internal")), ALLOW_PRIVATE_ADDRESSES=False)
-    assert not result.ok and not result.retryable
+    assert not result.ok and not result.retryable and not result.contacted
     assert "non-public address (127.0.0.1)" in (result.error or "")
     assert receiver.to("/internal") == []
+
+
+def test_a_name_is_checked_by_the_resolver_that_connects(receiver: Receiver) -> None:
+    # "localhost" is not an IP literal: aiohttp resolves it through the guarded
+    # resolver, and connects only to the addresses that resolver checked.
+    url = receiver.url("/by-name").replace("127.0.0.1", "localhost")
+    result = attempt(job(url), ALLOW_PRIVATE_ADDRESSES=False)
+    assert not result.ok and not result.retryable and not result.contacted
+    assert "'localhost' resolves to a non-public address" in (result.error or "")
+    assert receiver.to("/by-name") == []
+
+
+def test_the_allowlist_opens_only_the_networks_it_names(receiver: Receiver) -> None:
+    url = receiver.url("/allowed").replace("127.0.0.1", "localhost")
+    opened = attempt(
+        job(url), ALLOW_PRIVATE_ADDRESSES=False, ADDRESS_ALLOWLIST="127.0.0.0/8,::1/128"
+    )
+    assert opened.ok
+    closed = attempt(job(url), ALLOW_PRIVATE_ADDRESSES=False, ADDRESS_ALLOWLIST="10.0.0.0/8")
+    assert not closed.ok and not closed.contacted
+
+
+def test_the_total_timeout_bounds_a_trickling_answer(receiver: Receiver) -> None:
+    def trickle(_req: object) -> Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(20):
+                time.sleep(0.1)  # each read is quick; the whole answer is not
+                yield b"."
+
+        return Response(body())
+
+    receiver.answer = trickle  # type: ignore[assignment]
+    started = time.monotonic()
+    result = attempt(job(receiver.url("/trickle"), timeout=0.5), READ_TIMEOUT=1)
+    assert not result.ok and result.retryable
+    assert "no complete answer within 0.5 s" in (result.error or "")
+    assert time.monotonic() - started < 1.9
 
 
 @pytest.mark.parametrize(

@@ -230,16 +230,21 @@ def test_no_event_is_skipped_across_a_stream_worker_restart(
     except BaseException:
         missing = sorted(expected - delivered())
         publish.flush()
-        on_topic = {
+        names = TopicNames(pipeline.settings.topic_prefix)
+        on_events = {
             json.loads(value)["data"]["number"]
-            for _, value in read_topic(
-                pipeline.settings, TopicNames(pipeline.settings.topic_prefix).events
-            )
+            for _, value in read_topic(pipeline.settings, names.events)
             if value and b"invoice.paid" in value
         }
-        where = {number: number in on_topic for number in missing}
+        as_jobs = {
+            json.loads(value)["event"]["data"]["number"]
+            for _, value in read_topic(pipeline.settings, names.deliveries)
+            if value and b"invoice.paid" in value
+        }
+        where = {n: (n in on_events, n in as_jobs) for n in missing}
         raise AssertionError(
-            f"{len(missing)} event(s) never delivered: {missing}; on the events topic: {where}"
+            f"{len(missing)} event(s) never delivered: {missing}; "
+            f"(on the events topic, as a job on the deliveries topic): {where}"
         ) from None
     numbers = delivered()
     assert numbers == {f"{tok}-{x}{n}" for x in "ab" for n in range(30)}
