@@ -15,10 +15,13 @@ from durian.store import TopicAdmin
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="durian-deliver", description=__doc__)
     parser.add_argument("--concurrency", type=int, default=64, help="jobs in flight at most")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every failed attempt")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="-v: log every failed attempt; -vv: and every scheduling decision",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level={0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = conf.load()

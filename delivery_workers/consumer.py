@@ -68,6 +68,14 @@ def _version(listener: ListenerSpec) -> float:
     return listener.updated_at.timestamp() if listener.updated_at else 0.0
 
 
+class _Endpoint:
+    """This worker's jobs for one listener: how many it holds, and its share of HTTP slots."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.slots = asyncio.Semaphore(concurrency)
+        self.holding = 0
+
+
 class DeliveryWorker:
     """One process's share of the ``<prefix>.deliver`` consumer group."""
 
@@ -83,7 +91,11 @@ class DeliveryWorker:
         self.settings = settings
         self.names = TopicNames(settings.topic_prefix)
         self.concurrency = concurrency
-        self.max_pending = concurrency * 4
+        #: Jobs in hand at most (waiting for an HTTP slot, a short wait, or Kafka).
+        self.max_pending = max(concurrency * 4, 2048)
+        #: Jobs of one listener in hand at most; more wait on a tier, so that a slow
+        #: endpoint with a backlog cannot fill ``max_pending`` and stall the others.
+        self.endpoint_pending = settings.endpoint_concurrency * 16
         self.dispatcher = dispatcher or Dispatcher(settings)
         self.health = health or EndpointHealth(settings, clock=clock)
         self.clock = clock
@@ -102,6 +114,9 @@ class DeliveryWorker:
         self._paused: dict[TP, asyncio.TimerHandle] = {}
         self._resume: set[TP] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._endpoints: dict[str, _Endpoint] = {}
+        #: Breakers this worker saw open, and until when (a cache of Redis's answer).
+        self._open: dict[str, float] = {}
         self._store: ListenerStore | None = None
         self._producer = Producer(confluent_config(settings, "producer", logger=_kafka_log))
         self._consumer = Consumer(
@@ -190,6 +205,7 @@ class DeliveryWorker:
             return
         loop = asyncio.get_running_loop()
         self._paused[tp] = loop.call_later(wait, self._resume.add, tp)
+        logger.debug("paused %s[%s] at %s for %.2f s", tp[0], tp[1], head, wait)
 
     def _apply_resumes(self) -> None:
         while self._resume:
@@ -198,6 +214,7 @@ class DeliveryWorker:
                 continue  # revoked meanwhile
             try:
                 self._consumer.resume([TopicPartition(tp[0], tp[1])])
+                logger.debug("resumed %s[%s]", tp[0], tp[1])
             except KafkaException as exc:
                 logger.warning("cannot resume %s[%s]: %s", tp[0], tp[1], exc.args[0].str())
 
@@ -243,6 +260,50 @@ class DeliveryWorker:
 
     async def _deliver(self, job: DeliveryJob) -> None:
         listener = job.listener
+        endpoint = self._endpoints.get(listener.id)
+        if endpoint is None:
+            endpoint = self._endpoints[listener.id] = _Endpoint(self.settings.endpoint_concurrency)
+        if endpoint.holding >= self.endpoint_pending:
+            # This endpoint has its share in hand already (it is slow, or has a backlog):
+            # the job waits on a tier instead of in memory, where it would crowd out others.
+            await self._defer(job, self.clock() + self.short_wait, throttled=job.throttled)
+            return
+        open_until = self._open.get(listener.id, 0.0)
+        if open_until - self.clock() >= self.short_wait:
+            # Its breaker opened here a moment ago: no need to ask Redis to hear it again.
+            await self._defer(job, open_until, throttled=False)
+            return
+        endpoint.holding += 1
+        try:
+            await self._admit_and_send(job, endpoint)
+        finally:
+            endpoint.holding -= 1
+            if not endpoint.holding:
+                self._endpoints.pop(listener.id, None)
+
+    async def _admit_and_send(self, job: DeliveryJob, endpoint: _Endpoint) -> None:
+        # The listener's share of slots first, then the verdict: a job that waited for
+        # its turn asks about the endpoint as it is now (its breaker may have opened
+        # meanwhile), and the outcome is recorded before the next job of it asks.
+        async with endpoint.slots:
+            result = await self._admitted_attempt(job)
+            if result is None:
+                return
+            settlement = await self.health.settle(
+                job.id,
+                job.listener.id,
+                ok=result.ok,
+                counts=not result.ok and result.contacted,
+            )
+            if settlement.state == "open":
+                self._remember_open(job.listener.id, settlement.open_until)
+        await self._record(job, result)
+        await self._watch_health(job, result, settlement)
+
+    async def _admitted_attempt(self, job: DeliveryJob) -> AttemptResult | None:
+        """One HTTP attempt if the endpoint's health admits the job now, else ``None``
+        (skipped as delivered, a dead letter of a disabled listener, or deferred)."""
+        listener = job.listener
         throttled = job.throttled
         while True:
             admission = await self.health.admit(
@@ -258,26 +319,30 @@ class DeliveryWorker:
             if verdict == "done":
                 self.stats["duplicates"] += 1
                 logger.debug("job %s was delivered before; not sending it again", job.id)
-                return
+                return None
             if verdict == "disabled":
                 error = "the listener was disabled; replay the dead letter once it is enabled"
                 await self._produce_job(self.names.dead, job, last_error=error)
                 self.stats["dead"] += 1
-                return
+                return None
+            if verdict == "open":
+                self._remember_open(listener.id, admission.until)
             throttled = verdict == "rate"
             wait = admission.until - self.clock()
+            logger.debug("job %s: %s, comes back in %.2f s", job.id, verdict, wait)
             if wait >= self.short_wait:
                 await self._defer(job, admission.until, throttled=throttled)
-                return
+                return None
             await asyncio.sleep(max(wait, 0.0))
         assert self._slots is not None
         async with self._slots:
-            result = await self.dispatcher.attempt(job)
-        settlement = await self.health.settle(
-            job.id, listener.id, ok=result.ok, counts=not result.ok and result.contacted
-        )
-        await self._record(job, result)
-        await self._watch_health(job, result, settlement)
+            return await self.dispatcher.attempt(job)
+
+    def _remember_open(self, listener_id: str, until: float) -> None:
+        now = self.clock()
+        if len(self._open) > 10_000:  # forget breakers that have closed or may probe
+            self._open = {lid: t for lid, t in self._open.items() if t > now}
+        self._open[listener_id] = until
 
     async def _defer(self, job: DeliveryJob, until: float, *, throttled: bool) -> None:
         """Send a job back to the tier that fits its wait; it holds no HTTP slot meanwhile."""
@@ -286,6 +351,7 @@ class DeliveryWorker:
             self.names.deliveries_retry(tier), job, not_before=until, throttled=throttled
         )
         self.stats["deferred"] += 1
+        logger.debug("job %s waits on the %gs tier until %.3f", job.id, tier, until)
 
     async def _record(self, job: DeliveryJob, result: AttemptResult) -> None:
         s = self.settings
@@ -459,6 +525,9 @@ class DeliveryWorker:
         self.tracker.mark_committed(positions)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # A partition paused for its tier's head before a rebalance may come back still
+        # paused, with no timer of ours left to resume it: start every assignment fresh.
+        consumer.resume(partitions)
         logger.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:

@@ -99,6 +99,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     dedup_ttl: _Seconds = 7 * 86400.0
     """Seconds a delivered job's id is remembered in Redis, so a replayed job is not sent twice."""
 
+    endpoint_concurrency: _Positive = 8
+    """Requests in flight to one listener at most, per delivery worker: a slow endpoint
+    cannot take every slot. A worker holds 16 times this many of one listener's jobs
+    at most; more wait on a retry tier, not in memory."""
+
     breaker_threshold: _Positive = 5
     """Consecutive failed attempts that open an endpoint's circuit breaker."""
 

@@ -16,6 +16,7 @@ import tempfile
 from typing import Any
 
 import faust
+from mode.utils.queues import ThrowableQueue
 
 from durian import conf
 from durian.exceptions import DecodeError
@@ -30,12 +31,28 @@ logger = logging.getLogger(__name__)
 
 
 class StreamApp(faust.App):
-    """faust.App without Faust's framework fixups: its Django fixup would import the
-    site's settings whenever DJANGO_SETTINGS_MODULE is set, and this role runs
-    without Django."""
+    """faust.App with two corrections.
+
+    * No framework fixups: Faust's Django fixup would import the site's settings
+      whenever DJANGO_SETTINGS_MODULE is set, and this role runs without Django.
+    * Stream buffers are never cleared when flow resumes. Faust clears them by
+      default, but its fetcher has already counted the buffered messages as read:
+      when a worker starts (or a rebalance ends) while events are buffered, the
+      buffer is dropped, the partition is re-fetched from the committed offset, and
+      the re-fetched copies below the "read" mark are discarded as seen. Those events
+      were never processed: measured, 1 to 9 of 30 events produced while the worker
+      was down were lost in about a third of restarts. Kept buffers are processed
+      instead; a buffered event of a partition that moved to another worker is
+      skipped by Faust's generation check, and that worker reads it again.
+    """
 
     def _init_fixups(self) -> list[Any]:
         return []
+
+    def FlowControlQueue(
+        self, maxsize: int | None = None, *, clear_on_resume: bool = False
+    ) -> ThrowableQueue[Any]:
+        return super().FlowControlQueue(maxsize=maxsize, clear_on_resume=False)
 
 
 def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.App:

@@ -36,17 +36,25 @@ class Pipeline:
     logs: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         process = subprocess.Popen(
             [str(BIN / command[0]), *command[1:]],
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         log.close()
         self.processes[name] = process
         return process
+
+    def kill(self, name: str) -> int:
+        """SIGKILL: no draining, no commit, no goodbye."""
+        process = self.processes.pop(name)
+        process.kill()
+        return process.wait(30)
 
     def stop(self, name: str, timeout: float = 30) -> int:
         process = self.processes.pop(name)
@@ -66,10 +74,13 @@ class Pipeline:
 
 
 @pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def pipeline(
+    kafka_bootstrap: str, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
     prefix = f"p{uuid.uuid4().hex[:10]}"
     env = {
         "DURIAN_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DURIAN_REDIS_URL": redis_server,
         "DURIAN_TOPIC_PREFIX": prefix,
         "DURIAN_EMBEDDED": "true",
         "DURIAN_EVENTS_PARTITIONS": "2",
