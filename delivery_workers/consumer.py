@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -68,12 +69,26 @@ def _version(listener: ListenerSpec) -> float:
     return listener.updated_at.timestamp() if listener.updated_at else 0.0
 
 
+#: An endpoint with requests in flight and no answer for this long counts as stalled.
+_STALLED_AFTER = 0.25
+
+
 class _Endpoint:
-    """This worker's jobs for one listener: how many it holds, and its share of HTTP slots."""
+    """This worker's jobs for one listener: how many it holds, its share of HTTP
+    slots, and whether its answers keep coming."""
 
     def __init__(self, concurrency: int) -> None:
         self.slots = asyncio.Semaphore(concurrency)
         self.holding = 0
+        self.in_flight = 0
+        self.last_progress = 0.0
+        """When a request last started on an idle endpoint, or last finished."""
+
+    def stalled(self, now: float) -> bool:
+        """Requests are in flight and none has finished for a while: its backlog will not
+        move soon. A slow endpoint that answers steadily, even at seconds per request,
+        keeps finishing one every few moments at its concurrency and is not stalled."""
+        return self.in_flight > 0 and now - self.last_progress > _STALLED_AFTER
 
 
 class DeliveryWorker:
@@ -115,10 +130,12 @@ class DeliveryWorker:
         self._resume: set[TP] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._endpoints: dict[str, _Endpoint] = {}
+        #: Jobs in hand per message key (listener id), counted from the moment they are read.
+        self._held: Counter[str] = Counter()
         #: Breakers this worker saw open, and until when (a cache of Redis's answer).
         self._open: dict[str, float] = {}
         self._store: ListenerStore | None = None
-        self._producer = Producer(confluent_config(settings, "producer", logger=_kafka_log))
+        self._producer = Producer(confluent_config(settings, "writer", logger=_kafka_log))
         self._consumer = Consumer(
             confluent_config(
                 settings, "consumer", logger=_kafka_log, **{"group.id": self.names.group("deliver")}
@@ -188,9 +205,67 @@ class DeliveryWorker:
                 self._pause(tp, offset, wait)
                 return
         self.tracker.add(tp, offset)
+        if self._pass_by(message, tp, offset):
+            return
+        self._spawn(message, tp, offset)
+
+    def _spawn(self, message: Message, tp: TP, offset: int) -> None:
+        key = (message.key() or b"").decode(errors="replace")
+        self._held[key] += 1
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._held[key] -= 1
+            if self._held[key] <= 0:
+                del self._held[key]
+
         task = asyncio.create_task(self._handle(message, tp, offset))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(finished)
+
+    def _pass_by(self, message: Message, tp: TP, offset: int) -> bool:
+        """Move a job to the tier that fits its wait, as it is (no decoding, no task,
+        no Redis), when its endpoint cannot take it now: this worker saw its breaker
+        open, or holds its share of the endpoint's jobs already. A broken or slow
+        endpoint's backlog then costs one produce per job and round, and healthy
+        endpoints keep the worker's time. Jobs whose key is not a listener id take
+        the long way (and are parked there if they are not jobs at all)."""
+        key = message.key()
+        if not key:
+            return False
+        listener_id = key.decode(errors="replace")
+        now = self.clock()
+        wait = self._open.get(listener_id, 0.0) - now if self._open else 0.0
+        if wait < self.short_wait:
+            if self._held.get(listener_id, 0) < self.endpoint_pending:
+                return False
+            endpoint = self._endpoints.get(listener_id)
+            if endpoint is None or not endpoint.stalled(now):
+                return False  # a backlog, but it moves: keep reading it
+            # By then the requests in flight have finished or timed out.
+            wait = max(self.short_wait, self.settings.delivery_timeout)
+        topic = self.names.deliveries_retry(tier_for(wait, list(self.tiers.values())))
+
+        def moved(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.tracker.done(tp, offset)
+            else:  # deliver it the long way instead
+                logger.warning("cannot move a job to %s (%s); handling it now", topic, err.str())
+                self._spawn(message, tp, offset)
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic, key=key, value=message.value(), headers=message.headers(),
+                    on_delivery=moved,
+                )  # fmt: skip
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+            except KafkaException:
+                return False
+        self.stats["deferred"] += 1
+        return True
 
     # -- retry tiers: pause a partition until its head is due ------------------
 
@@ -260,19 +335,11 @@ class DeliveryWorker:
 
     async def _deliver(self, job: DeliveryJob) -> None:
         listener = job.listener
+        if await self._deferred_while_open(job):
+            return
         endpoint = self._endpoints.get(listener.id)
         if endpoint is None:
             endpoint = self._endpoints[listener.id] = _Endpoint(self.settings.endpoint_concurrency)
-        if endpoint.holding >= self.endpoint_pending:
-            # This endpoint has its share in hand already (it is slow, or has a backlog):
-            # the job waits on a tier instead of in memory, where it would crowd out others.
-            await self._defer(job, self.clock() + self.short_wait, throttled=job.throttled)
-            return
-        open_until = self._open.get(listener.id, 0.0)
-        if open_until - self.clock() >= self.short_wait:
-            # Its breaker opened here a moment ago: no need to ask Redis to hear it again.
-            await self._defer(job, open_until, throttled=False)
-            return
         endpoint.holding += 1
         try:
             await self._admit_and_send(job, endpoint)
@@ -286,7 +353,7 @@ class DeliveryWorker:
         # its turn asks about the endpoint as it is now (its breaker may have opened
         # meanwhile), and the outcome is recorded before the next job of it asks.
         async with endpoint.slots:
-            result = await self._admitted_attempt(job)
+            result = await self._admitted_attempt(job, endpoint)
             if result is None:
                 return
             settlement = await self.health.settle(
@@ -300,11 +367,15 @@ class DeliveryWorker:
         await self._record(job, result)
         await self._watch_health(job, result, settlement)
 
-    async def _admitted_attempt(self, job: DeliveryJob) -> AttemptResult | None:
+    async def _admitted_attempt(
+        self, job: DeliveryJob, endpoint: _Endpoint
+    ) -> AttemptResult | None:
         """One HTTP attempt if the endpoint's health admits the job now, else ``None``
         (skipped as delivered, a dead letter of a disabled listener, or deferred)."""
         listener = job.listener
         throttled = job.throttled
+        if await self._deferred_while_open(job):
+            return None
         while True:
             admission = await self.health.admit(
                 job.id,
@@ -336,7 +407,23 @@ class DeliveryWorker:
             await asyncio.sleep(max(wait, 0.0))
         assert self._slots is not None
         async with self._slots:
-            return await self.dispatcher.attempt(job)
+            if not endpoint.in_flight:
+                endpoint.last_progress = self.clock()
+            endpoint.in_flight += 1
+            try:
+                return await self.dispatcher.attempt(job)
+            finally:
+                endpoint.in_flight -= 1
+                endpoint.last_progress = self.clock()
+
+    async def _deferred_while_open(self, job: DeliveryJob) -> bool:
+        """Defer the job if this worker saw its endpoint's breaker open: no need to ask
+        Redis to hear it again. Once that time has passed, Redis decides (the probe)."""
+        open_until = self._open.get(job.listener.id, 0.0)
+        if open_until - self.clock() < self.short_wait:
+            return False
+        await self._defer(job, open_until, throttled=False)
+        return True
 
     def _remember_open(self, listener_id: str, until: float) -> None:
         now = self.clock()
@@ -452,6 +539,15 @@ class DeliveryWorker:
         )
         self.stats["disabled"] += 1
         logger.warning("listener %s (%s) is disabled: %s", current.id, current.url, reason)
+
+    def _publish_event(self, event: Event) -> None:
+        """Events go out with the ``producer`` role (Faust reads them; see durian.kafka)."""
+        producer = Producer(confluent_config(self.settings, "producer", logger=_kafka_log))
+        producer.produce(
+            self.names.events, key=event_key(event.hook, event.object_id), value=encode(event)
+        )
+        if producer.flush(30):
+            raise PublishError(f"{self.names.events}: the {event.hook} event was not acknowledged")
 
     def _listener_store(self) -> ListenerStore:
         if self._store is None:

@@ -28,7 +28,11 @@ only when ``Settings.embedded`` is true, never against a real cluster:
   every event produced while it was down (measured: 30 of 30 lost). So the
   producers of topics that Faust consumes (``producer`` role: events) send
   one record per batch on the embedded broker; that cost is the embedded
-  broker's, real Kafka answers ListOffsets correctly.
+  broker's, real Kafka answers ListOffsets correctly. Topics read only by
+  durian's confluent consumers (``writer`` role) stay batched: those
+  consumers find the end of a partition from fetch responses, which tansu
+  answers correctly, and one-record batches would cost the delivery workers
+  a large part of their throughput on the embedded broker.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ __all__ = [
     "faust_options",
 ]
 
-Role = Literal["producer", "table-writer", "consumer", "reader", "admin"]
+Role = Literal["producer", "writer", "table-writer", "consumer", "reader", "admin"]
 
 #: Consumer settings the embedded broker needs (see the module docstring).
 EMBEDDED_CONSUMER: dict[str, Any] = {
@@ -74,7 +78,9 @@ _CONSUMER: dict[str, Any] = {
 def confluent_config(settings: Settings, role: Role, **extra: Any) -> dict[str, Any]:
     """The librdkafka configuration for ``role``; ``extra`` keys win (e.g. ``group.id``).
 
-    Roles: ``producer`` (events, jobs), ``table-writer`` (the listeners topic),
+    Roles: ``producer`` (events: topics Faust consumes), ``writer`` (jobs, retry
+    tiers, attempts, dead letters: topics only confluent consumers read, batched
+    on every broker), ``table-writer`` (the listeners topic),
     ``consumer`` (group member), ``reader`` (assign-only reader of a whole
     topic, never commits), ``admin``.
     """
@@ -83,7 +89,7 @@ def confluent_config(settings: Settings, role: Role, **extra: Any) -> dict[str, 
         "client.id": f"{settings.topic_prefix}-{role}",
     }
     config.update(settings.kafka_options)
-    if role in ("producer", "table-writer"):
+    if role in ("producer", "writer", "table-writer"):
         config.update(_PRODUCER)
         if role == "producer" and settings.embedded:
             config.update(EMBEDDED_PRODUCER)

@@ -393,10 +393,10 @@ class DeadLetters:
         try:
             marks = self._marks(consumer)
             letters: list[DeadLetter] = []
-            assignment = [TopicPartition(self.topic, p, off) for p, (off, high) in marks.items()]
-            pending = {tp.partition for tp in assignment if tp.offset < marks[tp.partition][1]}
-            if not pending:
-                return letters
+            # Read every partition to its end as fetches report it (correct on every
+            # broker), not to a listed end offset (tansu lists it wrong after batches).
+            assignment = [TopicPartition(self.topic, p, off) for p, off in marks.items()]
+            pending = {tp.partition for tp in assignment}
             consumer.assign(assignment)
             deadline = time.monotonic() + timeout
             while pending:
@@ -416,8 +416,8 @@ class DeadLetters:
         finally:
             consumer.close()
 
-    def _marks(self, consumer: Consumer) -> dict[int, tuple[int, int]]:
-        """partition -> (purge mark or low watermark, high watermark)."""
+    def _marks(self, consumer: Consumer) -> dict[int, int]:
+        """partition -> where reading starts: the purge mark, or the low watermark."""
         metadata = consumer.list_topics(self.topic, timeout=15.0)
         topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:
@@ -428,9 +428,8 @@ class DeadLetters:
         committed = {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10.0)}
         marks = {}
         for tp in parts:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
-            mark = committed.get(tp.partition, -1)
-            marks[tp.partition] = (max(low, mark), high)
+            low, _ = consumer.get_watermark_offsets(tp, timeout=10.0)
+            marks[tp.partition] = max(low, committed.get(tp.partition, -1))
         return marks
 
     @staticmethod
@@ -455,7 +454,7 @@ class DeadLetters:
         (the same ``webhook-id``) and the listener as it is now: a fixed URL or a new secret
         applies. Jobs whose listener was deleted or is disabled are skipped."""
         report = ReplayReport()
-        producer = Producer(confluent_config(self.settings, "producer", logger=_kafka_log))
+        producer = Producer(confluent_config(self.settings, "writer", logger=_kafka_log))
         errors: list[str] = []
 
         def delivered(err: KafkaError | None, msg: Message) -> None:

@@ -98,7 +98,7 @@ def jobs_for(target: ListenerSpec, count: int) -> list[DeliveryJob]:
 
 
 def produce(settings: conf.Settings, jobs: list[DeliveryJob], topic: str | None = None) -> None:
-    producer = Producer(confluent_config(settings, "producer"))
+    producer = Producer(confluent_config(settings, "writer"))
     for job in jobs:
         while True:
             try:
@@ -314,7 +314,9 @@ def test_kill_9_a_worker_under_load_loses_nothing(
     except BaseException:
         missing = len(expected - set(receiver.ids("/load/")))
         tail = "\n".join(workers.log("deliver-2").splitlines()[-30:])
-        raise AssertionError(f"{missing} of {len(expected)} never arrived; deliver-2:\n{tail}")
+        raise AssertionError(
+            f"{missing} of {len(expected)} never arrived; deliver-2:\n{tail}"
+        ) from None
     counts = receiver.ids("/load/")
     duplicates = sum(n - 1 for n in counts.values())
     print(f"kill -9 under load: {len(expected)} jobs, 0 lost, {duplicates} duplicate POSTs")
@@ -333,20 +335,24 @@ def test_healthy_endpoints_keep_their_throughput_while_half_time_out(
     wait_for(lambda: receiver.to("/warm"), JOIN, what="the worker to join")
 
     def healthy_rate(phase: str, stuck: bool) -> float:
-        """Deliveries/s to healthy endpoints, from their first receipt to their last."""
+        """Deliveries/s to healthy endpoints while they have a backlog."""
         healthy = [listener(receiver.url(f"/healthy/{phase}/{n}")) for n in range(5)]
-        batch = [j for t in healthy for j in jobs_for(t, 500)]
+        batch = [j for t in healthy for j in jobs_for(t, 1200)]
         mixed = batch
         if stuck:
             stalled = [listener(receiver.url(f"/stuck/{phase}/{n}")) for n in range(5)]
-            bad = [j for t in stalled for j in jobs_for(t, 500)]
+            bad = [j for t in stalled for j in jobs_for(t, 1200)]
             mixed = [job for pair in zip(bad, batch, strict=True) for job in pair]
         produce(workers.settings, mixed)
         prefix = f"/healthy/{phase}/"
         ids = {job.id for job in batch}
         wait_for(lambda: set(receiver.ids(prefix)) >= ids, 120, what=f"the {phase} jobs")
         times = sorted(hit.at for hit in receiver.to(prefix))
-        return len(times) / (times[-1] - times[0])
+        # Steady state: from the 10th to the 90th percentile of receipts. The start
+        # holds one timeout's worth of requests to the stuck endpoints, before their
+        # breakers open; the very end measures how the last backlogs happen to be spread.
+        low, high = times[len(times) // 10], times[len(times) * 9 // 10]
+        return (len(times) * 8 // 10) / (high - low)
 
     alone = healthy_rate("alone", stuck=False)
     with_stuck = healthy_rate("mixed", stuck=True)
