@@ -171,3 +171,25 @@ def read_topic(
         return [record for number in sorted(out) for record in out[number]]
     finally:
         consumer.close()
+
+
+def read_parked(settings: conf.Settings, topic: str, timeout: float = 10.0) -> list[str]:
+    """The ``durian-source`` header (``topic[partition]@offset``) of every parked record."""
+    consumer = Consumer(confluent_config(settings, "reader", **{"group.id": uuid.uuid4().hex}))
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        sources = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                break
+            assert error is None, error
+            headers = dict(msg.headers() or [])
+            sources.append((headers.get("durian-source") or b"").decode())
+        return sources
+    finally:
+        consumer.close()
