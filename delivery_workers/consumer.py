@@ -176,6 +176,9 @@ class DeliveryWorker:
             await self.health.aclose()
             if self._store is not None:
                 self._store.close()
+            logger.info(
+                "stopped: %s", ", ".join(f"{name} {count}" for name, count in self.stats.items())
+            )
 
     def stop(self) -> None:
         self.stopping.set()
@@ -353,25 +356,20 @@ class DeliveryWorker:
         # its turn asks about the endpoint as it is now (its breaker may have opened
         # meanwhile), and the outcome is recorded before the next job of it asks.
         async with endpoint.slots:
-            result = await self._admitted_attempt(job, endpoint)
-            if result is None:
-                return
-            settlement = await self.health.settle(
-                job.id,
-                job.listener.id,
-                ok=result.ok,
-                counts=not result.ok and result.contacted,
-            )
-            if settlement.state == "open":
-                self._remember_open(job.listener.id, settlement.open_until)
+            outcome = await self._admitted_attempt(job, endpoint)
+        if outcome is None:
+            return
+        result, settlement = outcome
         await self._record(job, result)
         await self._watch_health(job, result, settlement)
 
     async def _admitted_attempt(
         self, job: DeliveryJob, endpoint: _Endpoint
-    ) -> AttemptResult | None:
-        """One HTTP attempt if the endpoint's health admits the job now, else ``None``
-        (skipped as delivered, a dead letter of a disabled listener, or deferred)."""
+    ) -> tuple[AttemptResult, Settlement] | None:
+        """One HTTP attempt, recorded in Redis, if the endpoint's health admits the job
+        now; else ``None`` (skipped as delivered, a dead letter of a disabled listener,
+        or deferred). The HTTP slot is held until the outcome is in Redis, so a worker
+        that dies can have sent at most ``concurrency`` jobs it did not record."""
         listener = job.listener
         throttled = job.throttled
         if await self._deferred_while_open(job):
@@ -411,10 +409,16 @@ class DeliveryWorker:
                 endpoint.last_progress = self.clock()
             endpoint.in_flight += 1
             try:
-                return await self.dispatcher.attempt(job)
+                result = await self.dispatcher.attempt(job)
             finally:
                 endpoint.in_flight -= 1
                 endpoint.last_progress = self.clock()
+            settlement = await self.health.settle(
+                job.id, listener.id, ok=result.ok, counts=not result.ok and result.contacted
+            )
+        if settlement.state == "open":
+            self._remember_open(listener.id, settlement.open_until)
+        return result, settlement
 
     async def _deferred_while_open(self, job: DeliveryJob) -> bool:
         """Defer the job if this worker saw its endpoint's breaker open: no need to ask

@@ -319,7 +319,13 @@ def test_kill_9_a_worker_under_load_loses_nothing(
         ) from None
     counts = receiver.ids("/load/")
     duplicates = sum(n - 1 for n in counts.values())
-    print(f"kill -9 under load: {len(expected)} jobs, 0 lost, {duplicates} duplicate POSTs")
+    workers.stop("deliver-2")
+    (summary,) = [line for line in workers.log("deliver-2").splitlines() if "stopped:" in line]
+    caught = int(summary.split("duplicates ")[1].split(",")[0])
+    print(
+        f"kill -9 under load: {len(expected)} jobs, 0 lost, {duplicates} duplicate POSTs, "
+        f"{caught} re-read jobs not sent again"
+    )
     # Only jobs in flight on the killed worker can arrive twice (POSTed, not yet recorded).
     assert duplicates <= 32
 
