@@ -1,0 +1,44 @@
+"""What the ``durian`` command reads from its arguments, without a broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from durian.cli import main, parse_when
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds_ago"),
+    [("30m", 1800), ("2h", 7200), ("7d", 7 * 86400), ("90s", 90), ("1.5h", 5400)],
+)
+def test_durations_count_back_from_now(text: str, seconds_ago: float) -> None:
+    assert parse_when(text, now=NOW) == NOW - seconds_ago
+
+
+def test_iso_times_are_utc_unless_they_say_otherwise() -> None:
+    assert parse_when("2026-11-25T10:00", now=NOW) == NOW - 7200
+    assert parse_when("2026-11-25T10:00:00+01:00", now=NOW) == NOW - 3 * 3600
+
+
+def test_anything_else_says_what_is_expected() -> None:
+    with pytest.raises(click.BadParameter, match=r"ISO time .* duration ago"):
+        parse_when("yesterday", now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dlq", "replay"], "say which letters"),
+        (["dlq", "purge", "--yes"], "exactly one of --before WHEN or --all"),
+        (["dlq", "purge", "--all", "--before", "2h", "--yes"], "exactly one of"),
+    ],
+)
+def test_dead_letter_commands_refuse_to_guess(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.output
