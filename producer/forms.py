@@ -1,0 +1,140 @@
+"""Forms of the web interface: a listener with one matcher per field its hook provides."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+from durian.exceptions import InvalidListener
+from durian.match import compile_spec, deepmatch, spec_from_json, spec_to_json
+from durian.records import validate_url
+
+__all__ = ["KINDS", "ListenerForm"]
+
+KINDS = [
+    ("", "no condition"),
+    ("any", "any value"),
+    ("is", "is"),
+    ("startswith", "starts with"),
+    ("endswith", "ends with"),
+    ("contains", "contains"),
+    ("like", "like (regular expression)"),
+]
+_NEEDS_VALUE = {"is", "startswith", "endswith", "contains", "like"}
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return text if isinstance(value, dict | list) else value
+
+
+class ListenerForm(forms.Form):
+    """URL, options and a (kind, value) pair per provided field; ``spec`` is the result."""
+
+    url = forms.CharField(
+        max_length=2048,
+        label="Callback URL",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hooks/person"}),
+    )
+    description = forms.CharField(max_length=500, required=False)
+    rate_limit = forms.FloatField(
+        required=False, min_value=0.001, label="Rate limit (deliveries per second)"
+    )
+    active = forms.BooleanField(required=False, initial=True, label="Deliver (active)")
+    sample = forms.CharField(
+        required=False,
+        label="Sample payload (JSON) for the test",
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+
+    def __init__(self, *args: Any, fields: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hook_fields = list(fields)
+        for name in self.hook_fields:
+            self.fields[f"kind_{name}"] = forms.ChoiceField(
+                choices=KINDS,
+                required=False,
+                label=f"{name} condition",
+                widget=forms.Select(attrs={"aria-label": f"{name} condition"}),
+            )
+            self.fields[f"value_{name}"] = forms.CharField(
+                required=False,
+                label=f"{name} value",
+                max_length=1000,
+                widget=forms.TextInput(attrs={"aria-label": f"{name} value"}),
+            )
+        self.spec: dict[str, Any] = {}
+
+    def rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField]]:
+        """(field, kind widget, value widget) per provided field, for the template."""
+        return [(n, self[f"kind_{n}"], self[f"value_{n}"]) for n in self.hook_fields]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        try:
+            return validate_url(url)
+        except InvalidListener as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_sample(self) -> dict[str, Any] | None:
+        text = self.cleaned_data.get("sample", "").strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"the sample is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError('the sample must be a JSON object, like {"name": "Joe"}')
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        spec: dict[str, Any] = {}
+        for name in self.hook_fields:
+            kind = cleaned.get(f"kind_{name}") or ""
+            value = (cleaned.get(f"value_{name}") or "").strip()
+            if not kind:
+                continue
+            if kind in _NEEDS_VALUE and not value:
+                self.add_error(f"value_{name}", f"give a value to compare {name} with")
+                continue
+            operand: Any = True if kind == "any" else value
+            if kind in ("is", "contains"):
+                operand = _json_or_text(value)
+            try:
+                spec.update(spec_from_json({name: {f"${kind}": operand}}))
+            except InvalidListener as exc:
+                self.add_error(f"value_{name}", str(exc))
+        self.spec = spec_to_json(compile_spec(spec)) if spec else {}
+        return cleaned
+
+    def test_sample(self) -> bool | None:
+        """Whether the conditions match the sample payload (``None``: no sample)."""
+        sample = self.cleaned_data.get("sample")
+        if sample is None:
+            return None
+        return deepmatch(compile_spec(spec_from_json(self.spec)), sample)
+
+    @classmethod
+    def initial_for(cls, match: dict[str, Any]) -> dict[str, Any]:
+        """Initial values of the matcher rows from a stored JSON match spec."""
+        initial: dict[str, Any] = {}
+        for name, condition in match.items():
+            if isinstance(condition, dict) and len(condition) == 1:
+                ((op, operand),) = condition.items()
+                if op.startswith("$"):
+                    initial[f"kind_{name}"] = op[1:]
+                    if op != "$any":
+                        initial[f"value_{name}"] = (
+                            operand if isinstance(operand, str) else json.dumps(operand)
+                        )
+                    continue
+            initial[f"kind_{name}"] = "is"
+            initial[f"value_{name}"] = json.dumps(condition)
+        return initial

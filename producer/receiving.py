@@ -1,0 +1,129 @@
+"""The receiving side: a Django view decorator that accepts webhooks from durian
+(or any Standard Webhooks sender), the seed's ``listens`` view made safe::
+
+    from producer.receiving import listens
+
+    @listens(secret=settings.PERSON_HOOK_SECRET)
+    def person_changed(request, webhook):
+        Person.objects.update_or_create(name=webhook.data["name"], ...)
+        return HttpResponse(status=204)
+
+The decorator answers, before the view runs:
+
+* 405 to anything but POST;
+* 401 when a header is missing, the timestamp is outside ``tolerance`` seconds,
+  or no signature matches (several secrets may be given during a rotation);
+* 400 when the body is not a JSON object;
+* 200 without calling the view again for a ``webhook-id`` seen within
+  ``dedupe`` seconds (Django's cache; off unless given), because a sender
+  delivers at least once.
+
+It exempts the view from CSRF (the signature is the proof of origin) and the
+answer never shows the secret or a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.cache import caches
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from durian.exceptions import SignatureError
+from durian.signing import DEFAULT_TOLERANCE, verify
+
+__all__ = ["Webhook", "listens"]
+
+logger = logging.getLogger(__name__)
+
+Secrets = str | Iterable[str] | Callable[[HttpRequest], str | Iterable[str]]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A verified webhook: its id (the same on every retry), type, time and data."""
+
+    id: str
+    type: str
+    timestamp: datetime | None
+    data: dict[str, Any]
+    payload: dict[str, Any]
+
+
+def _secrets(given: Secrets, request: HttpRequest) -> list[str]:
+    value = given(request) if callable(given) else given
+    return [value] if isinstance(value, str) else list(value)
+
+
+def listens(
+    secret: Secrets,
+    *,
+    tolerance: int = DEFAULT_TOLERANCE,
+    dedupe: int | None = None,
+    cache: str = "default",
+) -> Callable[[Callable[..., HttpResponse]], Callable[[HttpRequest], HttpResponse]]:
+    """Decorate a view ``view(request, webhook, *args, **kwargs)``; see the module docs.
+
+    ``secret`` is a ``whsec_`` secret, several (rotation), or a function of the
+    request that returns them (a secret per tenant, say).
+    """
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+        @csrf_exempt
+        @functools.wraps(view)
+        def receive(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method != "POST":
+                response = JsonResponse({"error": "webhooks are POSTed"}, status=405)
+                response["Allow"] = "POST"
+                return response
+            body = request.body
+            try:
+                msg_id = verify(
+                    body, request.headers, _secrets(secret, request), tolerance=tolerance
+                )
+            except SignatureError as exc:
+                logger.warning("refused a webhook to %s: %s", request.path, exc)
+                return JsonResponse({"error": f"signature refused: {exc}"}, status=401)
+            try:
+                payload = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                return JsonResponse({"error": f"the body is not JSON: {exc}"}, status=400)
+            if not isinstance(payload, dict):
+                return JsonResponse({"error": "the body is not a JSON object"}, status=400)
+            key = f"durian:webhook:{msg_id}"
+            if dedupe and not caches[cache].add(key, 1, timeout=dedupe):
+                return JsonResponse({"duplicate": msg_id}, status=200)
+            data = payload.get("data")
+            webhook = Webhook(
+                id=msg_id,
+                type=str(payload.get("type", "")),
+                timestamp=_parse_time(payload.get("timestamp")),
+                data=data if isinstance(data, dict) else {},
+                payload=payload,
+            )
+            try:
+                return view(request, webhook, *args, **kwargs)
+            except BaseException:
+                if dedupe:  # not handled: let the sender's retry through
+                    caches[cache].delete(key)
+                raise
+
+        return receive
+
+    return decorate
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,0 +1,113 @@
+"""The web interface's rules, with Django's test client against the real broker:
+login and permissions on every view, CSRF on every change, errors that say what to
+fix, and a secret shown exactly once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+
+from durian import conf
+from durian.store import ListenerStore
+
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
+
+
+def user(*perms: str) -> User:
+    person = User.objects.create_user(f"u{User.objects.count()}", password="pw")
+    for perm in perms:
+        person.user_permissions.add(Permission.objects.get(codename=perm))
+    return person
+
+
+def client_for(*perms: str, csrf: bool = False) -> Client:
+    client = Client(enforce_csrf_checks=csrf)
+    client.force_login(user(*perms))
+    return client
+
+
+FORM = {"url": "https://example.com/hook", "kind_name": "startswith", "value_name": "J",
+        "active": "on", "save": ""}  # fmt: skip
+
+
+def test_every_view_needs_a_login() -> None:
+    for url in ["/webhooks/", "/webhooks/listeners/", "/webhooks/dead-letters/",
+                "/webhooks/hooks/person/listeners/new/"]:  # fmt: skip
+        response = Client().get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_each_action_needs_its_permission(durian_site: conf.Settings) -> None:
+    viewer = client_for("view_listener")
+    assert viewer.get("/webhooks/").status_code == 200
+    assert viewer.get("/webhooks/hooks/person/listeners/new/").status_code == 403
+    assert viewer.post("/webhooks/hooks/person/listeners/new/", FORM).status_code == 403
+    assert client_for().get("/webhooks/listeners/").status_code == 403
+
+
+def test_changes_need_the_csrf_token(durian_site: conf.Settings) -> None:
+    client = client_for("view_listener", "add_listener", csrf=True)
+    assert client.post("/webhooks/hooks/person/listeners/new/", FORM).status_code == 403
+    page = client.get("/webhooks/hooks/person/listeners/new/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    created = client.post(
+        "/webhooks/hooks/person/listeners/new/", {**FORM, "csrfmiddlewaretoken": token[1]}
+    )
+    assert created.status_code == 302
+
+
+def test_the_secret_is_shown_once_and_never_again(durian_site: conf.Settings) -> None:
+    client = client_for("view_listener", "add_listener")
+    created = client.post("/webhooks/hooks/person/listeners/new/", FORM)
+    detail = created["Location"]
+    first = client.get(detail).content.decode()
+    secret = re.search(r'id="secret">(whsec_[^<]+)<', first)
+    assert secret is not None
+    assert secret[1] not in client.get(detail).content.decode()
+    listener_id = detail.rstrip("/").rsplit("/", 1)[-1]
+    with ListenerStore(durian_site) as store:
+        stored = store.get(listener_id)
+    assert stored.secret == secret[1] and stored.match == {"name": {"$startswith": "J"}}
+    assert secret[1] not in client.get("/webhooks/listeners/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"url": "ftp://example.com/x"}, "url", "must start with http:// or https://"),
+        ({"kind_name": "like", "value_name": "(unclosed"}, "value_name", "field &#x27;name&#x27;"),
+        ({"kind_name": "is", "value_name": ""}, "value_name", "give a value to compare name with"),
+        ({"sample": "[1]", "test": ""}, "sample", "must be a JSON object"),
+    ],
+)
+def test_bad_input_is_a_form_error_that_says_what_to_fix(
+    durian_site: conf.Settings, changes: dict[str, str], field: str, message: str
+) -> None:
+    client = client_for("view_listener", "add_listener")
+    response = client.post("/webhooks/hooks/person/listeners/new/", {**FORM, **changes})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert "Traceback" not in response.content.decode()
+
+
+def test_the_test_action_evaluates_the_sample_without_saving(durian_site: conf.Settings) -> None:
+    client = client_for("view_listener", "add_listener")
+    form = {**FORM, "test": "", "sample": '{"name": "Jane"}'}
+    form.pop("save")
+    hit = client.post("/webhooks/hooks/person/listeners/new/", form).content.decode()
+    miss = client.post(
+        "/webhooks/hooks/person/listeners/new/", {**form, "sample": '{"name": "Bob"}'}
+    ).content.decode()
+    assert "The sample matches" in hit and "does not match" in miss
+    with ListenerStore(durian_site) as store:
+        assert store.read().listeners == {}
+
+
+def test_an_unknown_hook_or_listener_is_404(durian_site: conf.Settings) -> None:
+    client = client_for("view_listener", "add_listener")
+    assert client.get("/webhooks/hooks/nope/listeners/new/").status_code == 404
+    assert client.get("/webhooks/listeners/lst_nope/").status_code == 404
