@@ -2,7 +2,10 @@
 
     python deploy/embedded/receiver.py --port 8001 --secret whsec_...
 
-Answers 204 to a verified request, 401 to a bad signature, 400 to a bad body.
+Verifies with ``--secret`` and, for listeners created later (on the command line
+or in the web interface), with the secrets of the listeners whose URL is the
+requested one, read from the listeners topic (``DURIAN_*`` settings). Answers 204
+to a verified request, 401 to a bad signature, 400 to a bad body.
 """
 
 from __future__ import annotations
@@ -12,16 +15,34 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from durian.exceptions import SignatureError
+from durian import conf
+from durian.exceptions import DurianError, SignatureError
 from durian.signing import verify
+from durian.store import ListenerStore
 
 
-def make_handler(secret: str) -> type[BaseHTTPRequestHandler]:
+def secrets_for(port: int, path: str) -> list[str]:
+    """Secrets of the listeners that POST to this receiver's ``path`` (their current
+    secret and those still in a rotation's grace)."""
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        with ListenerStore(conf.load()) as store:
+            table = store.read(timeout=10)
+    except DurianError:
+        return []
+    return [s for lst in table.listeners.values() if lst.url == url for s in lst.signing_secrets()]
+
+
+def make_handler(secret: str, port: int) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            headers = dict(self.headers.items())
             try:
-                msg_id = verify(body, dict(self.headers.items()), [secret])
+                try:
+                    msg_id = verify(body, headers, [secret])
+                except SignatureError:
+                    msg_id = verify(body, headers, secrets_for(port, self.path) or [secret])
             except SignatureError as exc:
                 print(f"receiver: REJECTED ({exc})", flush=True)
                 self.send_response(401)
@@ -52,7 +73,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--secret", required=True)
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.secret))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.secret, args.port))
     print(f"receiver: listening on http://127.0.0.1:{args.port}/hooks", file=sys.stderr, flush=True)
     try:
         server.serve_forever()

@@ -5,13 +5,16 @@
 Starts the embedded broker (tansu, memory storage) and Redis, creates the
 topics, then the Faust stream worker, a delivery worker, a demo receiver that
 verifies signatures, and the demo Django site (a Person model with the seed's
-PersonHook). It registers a listener for the receiver and saves one Person,
-so a verified delivery shows within the first minute. Ctrl-C stops it all.
+PersonHook) with durian's web interface and delivery log. It registers a listener
+for the receiver and saves one Person, so a verified delivery shows within the
+first minute, and prints the web interface's address with a generated admin
+password. Ctrl-C stops it all.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -86,6 +89,14 @@ def main() -> None:
         )
         manage = [python, str(HERE / "site" / "manage.py")]
         subprocess.run([*manage, "migrate", "--verbosity", "0"], env=env, check=True)
+        password = secrets.token_urlsafe(9)
+        subprocess.run(
+            [*manage, "createsuperuser", "--noinput", "--username", "admin",
+             "--email", "admin@example.com"],
+            env={**env, "DJANGO_SUPERUSER_PASSWORD": password}, check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        children.append(spawn([*manage, "durian_log"], env=env, log=logs / "delivery-log.log"))
         children.append(spawn([*manage, "runserver", f"127.0.0.1:{SITE_PORT}", "--noreload"],
                               env=env, log=logs / "site.log"))  # fmt: skip
         say(f"workers started; their logs are in {logs}")
@@ -96,7 +107,11 @@ def main() -> None:
             env=env, check=True,
         )  # fmt: skip
         say("saved Person(name='Joe'); the receiver prints the verified delivery below.")
-        say(f"Add people at http://127.0.0.1:{SITE_PORT}/ and watch them arrive. Ctrl-C stops.")
+        say(f"Add people at http://127.0.0.1:{SITE_PORT}/ and watch them arrive.")
+        say(f"Web interface: http://127.0.0.1:{SITE_PORT}/webhooks/  (user admin, password "
+            f"{password}): pick an event, create a listener, watch its deliveries.")  # fmt: skip
+        say(f"  (a listener at http://127.0.0.1:{RECEIVER_PORT}/hooks/<anything> is verified "
+            "and printed by the demo receiver)  Ctrl-C stops.")  # fmt: skip
         while all(child.poll() is None for child in children) and stack.broker.running:
             time.sleep(0.5)
         say("a process exited on its own; stopping everything (logs: {logs})")
