@@ -111,3 +111,25 @@ def test_an_unknown_hook_or_listener_is_404(durian_site: conf.Settings) -> None:
     client = client_for("view_listener", "add_listener")
     assert client.get("/webhooks/hooks/nope/listeners/new/").status_code == 404
     assert client.get("/webhooks/listeners/lst_nope/").status_code == 404
+
+
+def test_edit_and_enable_or_disable_write_the_listener(durian_site: conf.Settings) -> None:
+    client = client_for("view_listener", "add_listener", "change_listener")
+    detail = client.post("/webhooks/hooks/person/listeners/new/", FORM)["Location"]
+    listener_id = detail.rstrip("/").rsplit("/", 1)[-1]
+    edited = client.post(
+        f"/webhooks/listeners/{listener_id}/edit/",
+        {**FORM, "url": "https://example.org/new", "kind_name": "", "value_name": ""},
+    )
+    assert edited.status_code == 302
+    assert client.post(f"/webhooks/listeners/{listener_id}/toggle/").status_code == 302
+    with ListenerStore(durian_site) as store:
+        stored = store.get(listener_id)
+    assert stored.url == "https://example.org/new" and stored.match == {} and not stored.active
+    assert client.get(f"/webhooks/listeners/{listener_id}/toggle/").status_code == 405
+
+
+def test_replaying_dead_letters_needs_its_own_permission(durian_site: conf.Settings) -> None:
+    viewer = client_for("view_listener")
+    assert viewer.get("/webhooks/dead-letters/").status_code == 200
+    assert viewer.post("/webhooks/dead-letters/", {"job": "msg_1"}).status_code == 403
