@@ -50,13 +50,12 @@ from durian.records import (
     DeliveryJob,
     Event,
     ListenerSpec,
-    decode,
     encode,
     event_key,
     listener_key,
     new_id,
 )
-from durian.store import ListenerStore
+from durian.store import ListenerStore, decode_message
 from durian.topics import TopicNames
 
 __all__ = ["DeliveryWorker"]
@@ -316,13 +315,7 @@ class DeliveryWorker:
 
     async def _process(self, message: Message) -> None:
         try:
-            job = decode(
-                message.value() or b"",
-                DeliveryJob,
-                topic=message.topic(),
-                partition=message.partition(),
-                offset=message.offset(),
-            )
+            job = decode_message(message, DeliveryJob)
         except DecodeError as exc:
             logger.error("parking an undecodable delivery job: %s", exc)
             await self._park(message, str(exc), exc.location)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TypeVar
 
 import msgspec
 from confluent_kafka import (
@@ -38,7 +39,7 @@ from durian.exceptions import (
     PublishError,
 )
 from durian.kafka import confluent_config
-from durian.records import DeliveryJob, ListenerSpec, decode, encode, listener_key
+from durian.records import DeliveryJob, ListenerSpec, Record, decode, encode, listener_key
 from durian.topics import TopicNames, TopicSpec, topic_specs
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "ReplayReport",
     "TopicAdmin",
     "TopicStatus",
+    "decode_message",
+    "read_to_end",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,45 @@ _kafka_log = logging.getLogger("durian.kafka.client")
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(records_read, records_expected)`` while a table is read."""
+
+R = TypeVar("R", bound=Record)
+
+
+def decode_message(msg: Message, type: type[R]) -> R:
+    """Decode a consumed record; a ``DecodeError`` names its topic, partition and offset."""
+    return decode(
+        msg.value() or b"", type, topic=msg.topic(), partition=msg.partition(), offset=msg.offset()
+    )
+
+
+def read_to_end(
+    consumer: Consumer,
+    partitions: list[TopicPartition],
+    timeout: float,
+    after_batch: Callable[[], None] | None = None,
+) -> Iterator[Message]:
+    """Assign ``partitions`` (at their offsets) and yield every record up to each one's end.
+
+    The end is where fetches report it (``enable.partition.eof``), which is right on
+    every broker; a listed end offset is not on tansu (see ``durian.kafka``).
+    """
+    consumer.assign(partitions)
+    pending = {tp.partition for tp in partitions}
+    deadline = time.monotonic() + timeout
+    topic = partitions[0].topic if partitions else "?"
+    while pending:
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(f"reading {topic} did not reach its end within {timeout:.0f} s")
+        for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition() or 0)
+                    continue
+                raise KafkaException(err)
+            yield msg
+        if after_batch is not None:
+            after_batch()
 
 
 @dataclass(frozen=True)
@@ -268,25 +310,14 @@ class ListenerStore:
             )
             partitions.append(TopicPartition(self.topic, number, low))
             expected += max(0, high - low)
-        consumer.assign(partitions)
         table = ListenerTable()
-        pending = {tp.partition for tp in partitions}
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(
-                    f"reading {self.topic} did not reach its end within {timeout:.0f} s"
-                )
-            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition() or 0)
-                        continue
-                    raise KafkaException(err)
-                self._apply(table, msg)
+
+        def batch_read() -> None:
             if progress is not None:
                 progress(table.records, max(expected, table.records))
+
+        for msg in read_to_end(consumer, partitions, timeout, after_batch=batch_read):
+            self._apply(table, msg)
         return table
 
     @staticmethod
@@ -300,13 +331,7 @@ class ListenerStore:
             table.listeners.pop(key, None)
             return
         try:
-            listener = decode(
-                value,
-                ListenerSpec,
-                topic=msg.topic(),
-                partition=msg.partition(),
-                offset=msg.offset(),
-            )
+            listener = decode_message(msg, ListenerSpec)
             if listener.id != key:
                 raise DecodeError(
                     f"record key {key!r} differs from listener id {listener.id!r}",
@@ -392,25 +417,8 @@ class DeadLetters:
         consumer = self._consumer()
         try:
             marks = self._marks(consumer)
-            letters: list[DeadLetter] = []
-            # Read every partition to its end as fetches report it (correct on every
-            # broker), not to a listed end offset (tansu lists it wrong after batches).
             assignment = [TopicPartition(self.topic, p, off) for p, off in marks.items()]
-            pending = {tp.partition for tp in assignment}
-            consumer.assign(assignment)
-            deadline = time.monotonic() + timeout
-            while pending:
-                if time.monotonic() > deadline:
-                    raise BrokerUnavailable(f"reading {self.topic} did not end within {timeout} s")
-                for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            pending.discard(msg.partition() or 0)
-                            continue
-                        raise KafkaException(err)
-                    letters.append(self._letter(msg))
-            return letters
+            return [self._letter(msg) for msg in read_to_end(consumer, assignment, timeout)]
         except KafkaException as exc:
             raise BrokerUnavailable(f"cannot read {self.topic}: {exc.args[0].str()}") from None
         finally:
@@ -436,13 +444,7 @@ class DeadLetters:
     def _letter(msg: Message) -> DeadLetter:
         stamp = msg.timestamp()[1] / 1000
         try:
-            job = decode(
-                msg.value() or b"",
-                DeliveryJob,
-                topic=msg.topic(),
-                partition=msg.partition(),
-                offset=msg.offset(),
-            )
+            job = decode_message(msg, DeliveryJob)
         except DecodeError as exc:
             return DeadLetter(msg.partition() or 0, msg.offset() or 0, stamp, None, exc)
         return DeadLetter(msg.partition() or 0, msg.offset() or 0, stamp, job)

@@ -21,7 +21,8 @@ from django.utils import timezone
 from durian import conf
 from durian.exceptions import DecodeError
 from durian.kafka import confluent_config
-from durian.records import Attempt, decode
+from durian.records import Attempt
+from durian.store import decode_message
 from durian.topics import TopicNames
 from producer.models import DeliveryAttempt
 
@@ -85,13 +86,7 @@ class AttemptLog:
             self._at_end.discard(msg.partition() or 0)
             location = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
             try:
-                attempt = decode(
-                    msg.value() or b"",
-                    Attempt,
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                )
+                attempt = decode_message(msg, Attempt)
             except DecodeError as exc:
                 logger.error("skipping an unreadable attempt record: %s", exc)
                 continue
