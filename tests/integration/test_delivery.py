@@ -208,6 +208,27 @@ def test_410_disables_the_listener_and_says_so(workers: Pipeline, receiver: Fast
     assert len(receiver.to("/unsubscribed")) == 1
 
 
+def test_an_endpoint_failing_for_disable_after_is_disabled(
+    workers: Pipeline, receiver: FastReceiver
+) -> None:
+    receiver.answer = lambda _hit: Answer(500)
+    target = listener(receiver.url("/always-failing"))
+    with ListenerStore(workers.settings) as store:
+        store.put(target)
+    deliver(workers, env={"DURIAN_DISABLE_AFTER": "4", "DURIAN_BREAKER_THRESHOLD": "100"})
+    produce(workers.settings, jobs_for(target, 3))
+
+    def disabled() -> bool:
+        with ListenerStore(workers.settings) as store:
+            return not store.get(target.id).active
+
+    wait_for(disabled, JOIN, interval=0.5, what="the failing listener to be disabled")
+    names = TopicNames(workers.settings.topic_prefix)
+    events = [decode(v, Event) for _, v in read_topic(workers.settings, names.events) if v]
+    (notice,) = [e for e in events if e.hook == LISTENER_DISABLED]
+    assert notice.data["reason"].startswith("every delivery has failed since")
+
+
 # -- endpoint health ---------------------------------------------------------------
 
 
