@@ -15,7 +15,7 @@ import logging
 import time
 from datetime import timedelta
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.utils import timezone
 
 from durian import conf
@@ -124,9 +124,9 @@ class AttemptLog:
             logger.info("delivery log: %d attempt(s) older than %s deleted", deleted, cutoff)
         return deleted
 
-    def _on_assign(self, consumer: Consumer, partitions: list[object]) -> None:
-        self._assigned = {p.partition for p in partitions}  # type: ignore[attr-defined]
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = {p.partition for p in partitions}
         self._at_end.clear()
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[object]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = set()
