@@ -27,6 +27,7 @@ check: lint test
 ## bench: benchmarks (print their figures)
 bench: setup
 	@$(BIN)/python benchmarks/listeners.py
+	@$(BIN)/python benchmarks/delivery.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,181 @@
+"""The delivery workers' throughput, against a bare HTTP client in the same run.
+
+On the embedded broker and Redis, with an aiohttp receiver in another process:
+
+1. baseline: a bare httpx client (the workers' transport) POSTs N signed requests
+   at concurrency 64 to the receiver: the ceiling of HTTP alone on this machine;
+2. one ``durian-deliver`` process works off N jobs for 10 healthy endpoints
+   (jobs written beforehand): what Kafka, Redis and the bookkeeping cost on top;
+3. the same with N more jobs for 10 endpoints that never answer: how much of (2)
+   the healthy endpoints keep.
+
+Rates are receipts per second between the 10th and 90th percentile of receipts
+(steady state).
+
+    python benchmarks/delivery.py [N]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from aiohttp import web
+from confluent_kafka import Producer
+
+from delivery_workers.transport import guarded_transport
+from durian import conf
+from durian.addresses import AddressPolicy
+from durian.embedded import EmbeddedStack, free_port
+from durian.kafka import confluent_config
+from durian.records import DeliveryJob, Event, ListenerSpec, encode, job_id, listener_key, new_id
+from durian.signing import generate_secret, signature_headers
+from durian.store import TopicAdmin
+
+BIN = Path(sys.executable).parent
+
+
+def serve(port: int) -> None:
+    """Answers /ok/* at once and /stuck/* never (within a minute); GET /times lists
+    the receipt times of /ok/* requests since the last GET."""
+    times: list[float] = []
+
+    async def ok(request: web.Request) -> web.Response:
+        await request.read()
+        times.append(time.time())
+        return web.Response(status=204)
+
+    async def stuck(request: web.Request) -> web.Response:
+        await asyncio.sleep(60)
+        return web.Response(status=204)
+
+    async def report(request: web.Request) -> web.Response:
+        out = list(times)
+        times.clear()
+        return web.json_response(out)
+
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - stuck requests are cut off at exit
+    app = web.Application()
+    app.router.add_post("/ok/{tail:.*}", ok)
+    app.router.add_post("/stuck/{tail:.*}", stuck)
+    app.router.add_get("/times", report)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def steady_rate(times: list[float]) -> float:
+    times = sorted(times)
+    low, high = times[len(times) // 10], times[len(times) * 9 // 10]
+    return (len(times) * 8 // 10) / (high - low)
+
+
+def collect(port: int, expected: int, timeout: float = 300) -> list[float]:
+    got: list[float] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(got)} of {expected} deliveries within {timeout} s")
+        time.sleep(0.5)
+        got += httpx.get(f"http://127.0.0.1:{port}/times").json()
+    return got
+
+
+async def baseline(port: int, n: int, concurrency: int = 64) -> list[float]:
+    body = b'{"type":"person","timestamp":"2026-11-25T12:00:00+00:00","data":{"n":1}}'
+    secret = generate_secret()
+    async with httpx.AsyncClient(transport=guarded_transport(AddressPolicy(allow_all=True))) as c:
+        todo = iter(range(n))
+
+        async def worker() -> None:
+            for i in todo:
+                headers = signature_headers(f"msg_{i}", body, [secret])
+                response = await c.post(f"http://127.0.0.1:{port}/ok/base", content=body,
+                                        headers=headers)  # fmt: skip
+                assert response.status_code == 204
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return collect(port, n)
+
+
+def jobs(url: str, count: int) -> list[DeliveryJob]:
+    target = ListenerSpec(id=new_id("lst"), hook="person", url=url, secret=generate_secret())
+    out = []
+    for n in range(count):
+        event = Event(id=new_id("evt"), hook="person", occurred_at=datetime.now(UTC), data={"n": n})
+        out.append(DeliveryJob(id=job_id(event.id, target.id), event=event, listener=target))
+    return out
+
+
+def produce(settings: conf.Settings, batch: list[DeliveryJob]) -> None:
+    producer = Producer(confluent_config(settings, "writer"))
+    for job in batch:
+        while True:
+            try:
+                producer.produce(f"{settings.topic_prefix}.deliveries",
+                                 key=listener_key(job.listener.id), value=encode(job))  # fmt: skip
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush(60)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    port = free_port()
+    receiver = multiprocessing.Process(target=serve, args=(port,), daemon=True)
+    receiver.start()
+    stack = EmbeddedStack(broker_port=0)  # and a redis-server of its own
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        stack.start(on_step=lambda line: None)
+        time.sleep(0.5)
+        rate = steady_rate(asyncio.run(baseline(port, n)))
+        print(f"bare httpx client, concurrency 64:      {rate:8.0f} requests/s")
+        env = {
+            "DURIAN_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+            "DURIAN_REDIS_URL": stack.redis_url or "",
+            "DURIAN_TOPIC_PREFIX": f"b{uuid.uuid4().hex[:8]}",
+            "DURIAN_EMBEDDED": "true",
+            "DURIAN_ALLOW_PRIVATE_ADDRESSES": "true",
+            "DURIAN_DELIVERIES_PARTITIONS": "8",
+            "DURIAN_DELIVERY_TIMEOUT": "2",
+        }
+        settings = conf.load(environ=env)
+        TopicAdmin(settings).ensure()
+        worker = subprocess.Popen(
+            [str(BIN / "durian-deliver"), "--concurrency", "64"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        produce(settings, jobs(f"http://127.0.0.1:{port}/ok/warm", 10))
+        collect(port, 10, timeout=60)
+        per = n // 10
+        healthy = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/ok/{e}", per)]
+        produce(settings, healthy)
+        alone = steady_rate(collect(port, len(healthy)))
+        print(f"durian-deliver, 10 healthy endpoints:   {alone:8.0f} deliveries/s "
+              f"({alone / rate:.0%} of the bare client)")  # fmt: skip
+        healthy = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/ok/h{e}", per)]
+        broken = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/stuck/{e}", per)]
+        produce(settings, [job for pair in zip(broken, healthy, strict=True) for job in pair])
+        mixed = steady_rate(collect(port, len(healthy)))
+        print(f"  ... with 10 more endpoints that never answer: {mixed:8.0f} deliveries/s "
+              f"({mixed / alone:.0%} kept)")  # fmt: skip
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+        stack.stop()
+        receiver.terminate()
+
+
+if __name__ == "__main__":
+    main()
