@@ -24,7 +24,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from durian.exceptions import BrokerUnavailable, DurianError
-from durian.records import ListenerOptions, ListenerSpec, RetiredSecret, new_id
+from durian.records import ListenerOptions, ListenerSpec, RetiredSecret, decode, encode, new_id
 from durian.signing import generate_secret
 from durian.store import DeadLetters
 from producer.conf import get_settings
@@ -229,8 +229,6 @@ def listener_edit(request: HttpRequest, listener_id: str) -> HttpResponse:
 
 def _replace(listener: ListenerSpec, **changes: Any) -> ListenerSpec:
     """A changed listener, validated like a new one (``structs.replace`` skips that)."""
-    from durian.records import decode, encode
-
     changed = msgspec.structs.replace(listener, updated_at=datetime.now(UTC), **changes)
     return decode(encode(changed), ListenerSpec)
 
