@@ -73,12 +73,11 @@ _STALLED_AFTER = 0.25
 
 
 class _Endpoint:
-    """This worker's jobs for one listener: how many it holds, its share of HTTP
-    slots, and whether its answers keep coming."""
+    """This worker's share of HTTP slots for one listener, and whether its answers keep
+    coming. It lives while the worker holds a job of that listener (``_held``)."""
 
     def __init__(self, concurrency: int) -> None:
         self.slots = asyncio.Semaphore(concurrency)
-        self.holding = 0
         self.in_flight = 0
         self.last_progress = 0.0
         """When a request last started on an idle endpoint, or last finished."""
@@ -120,6 +119,7 @@ class DeliveryWorker:
             "deferred": 0, "duplicates": 0, "disabled": 0,
         }  # fmt: skip
         tiers = sorted(set(settings.retry_schedule))
+        self.tier_delays = tiers
         self.tiers: dict[str, float] = {self.names.deliveries_retry(t): t for t in tiers}
         #: A wait shorter than this is slept out in the job's task instead of
         #: a trip through a tier (it would come back no sooner than the shortest tier).
@@ -220,6 +220,7 @@ class DeliveryWorker:
             self._held[key] -= 1
             if self._held[key] <= 0:
                 del self._held[key]
+                self._endpoints.pop(key, None)  # its last job is done
 
         task = asyncio.create_task(self._handle(message, tp, offset))
         self._tasks.add(task)
@@ -246,7 +247,7 @@ class DeliveryWorker:
                 return False  # a backlog, but it moves: keep reading it
             # By then the requests in flight have finished or timed out.
             wait = max(self.short_wait, self.settings.delivery_timeout)
-        topic = self.names.deliveries_retry(tier_for(wait, list(self.tiers.values())))
+        topic = self.names.deliveries_retry(tier_for(wait, self.tier_delays))
 
         def moved(err: KafkaError | None, _msg: Message) -> None:
             if err is None:
@@ -336,13 +337,7 @@ class DeliveryWorker:
         endpoint = self._endpoints.get(listener.id)
         if endpoint is None:
             endpoint = self._endpoints[listener.id] = _Endpoint(self.settings.endpoint_concurrency)
-        endpoint.holding += 1
-        try:
-            await self._admit_and_send(job, endpoint)
-        finally:
-            endpoint.holding -= 1
-            if not endpoint.holding:
-                self._endpoints.pop(listener.id, None)
+        await self._admit_and_send(job, endpoint)
 
     async def _admit_and_send(self, job: DeliveryJob, endpoint: _Endpoint) -> None:
         # The listener's share of slots first, then the verdict: a job that waited for
@@ -430,7 +425,7 @@ class DeliveryWorker:
 
     async def _defer(self, job: DeliveryJob, until: float, *, throttled: bool) -> None:
         """Send a job back to the tier that fits its wait; it holds no HTTP slot meanwhile."""
-        tier = tier_for(max(until - self.clock(), 0.0), list(self.tiers.values()))
+        tier = tier_for(max(until - self.clock(), 0.0), self.tier_delays)
         await self._produce_job(
             self.names.deliveries_retry(tier), job, not_before=until, throttled=throttled
         )
@@ -450,7 +445,7 @@ class DeliveryWorker:
             else:
                 outcome = "retrying"
                 delay = retry_after_delay(delay, result.retry_after, s.max_retry_after)
-                tier = tier_for(delay, s.retry_schedule)
+                tier = tier_for(delay, self.tier_delays)
                 follow_up = (
                     self.names.deliveries_retry(tier),
                     {

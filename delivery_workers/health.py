@@ -239,13 +239,6 @@ class EndpointHealth:
         failing_since = float(since) if name in ("failing", "open") else None
         return Settlement(name, float(until), failing_since)
 
-    async def release(self, job_id: str) -> None:
-        """Give up a claim without an outcome (the job was deferred or parked)."""
-        try:
-            await self.redis.delete(f"{self.prefix}claim:{job_id}")
-        except RedisError as exc:
-            self._warn(f"cannot release a claim ({exc})")
-
     async def mark_disabled(self, listener_id: str, listener_version: float) -> bool:
         """Record that a listener (as of ``listener_version``) is disabled now.
 

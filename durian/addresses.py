@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from durian.conf import Settings
 
-__all__ = ["AddressPolicy", "blocked_reason", "is_public"]
+__all__ = ["AddressPolicy", "is_public"]
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -66,8 +66,3 @@ class AddressPolicy:
             "internal networks are refused (DURIAN_ADDRESS_ALLOWLIST opens given networks, "
             "DURIAN_ALLOW_PRIVATE_ADDRESSES all of them, for development)"
         )
-
-
-def blocked_reason(host: str, addresses: list[str]) -> str | None:
-    """Why the default policy (public addresses only) refuses ``host``, or ``None``."""
-    return AddressPolicy().blocked_reason(host, addresses)

@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from durian import conf
 from durian.embedded import EmbeddedBroker, EmbeddedRedis, redis_answers
 from durian.exceptions import BrokerUnavailable
 from durian.kafka import confluent_config
-from durian.store import TopicAdmin
+from durian.store import TopicAdmin, read_to_end
 
 #: Under CI a missing service is a failure, never a skip.
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -141,10 +141,8 @@ def topics(settings: conf.Settings) -> conf.Settings:
     return settings
 
 
-def read_topic(
-    settings: conf.Settings, topic: str, timeout: float = 10.0
-) -> list[tuple[bytes | None, bytes | None]]:
-    """Every (key, value) on ``topic`` from its start to its end, in partition order."""
+def read_messages(settings: conf.Settings, topic: str, timeout: float = 10.0) -> list[Message]:
+    """Every record on ``topic`` from its start to its end, in partition order."""
     consumer = Consumer(confluent_config(settings, "reader", **{"group.id": uuid.uuid4().hex}))
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
@@ -153,43 +151,23 @@ def read_topic(
         for number in sorted(metadata.partitions):
             low, _ = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=timeout)
             assignment.append(TopicPartition(topic, number, low))
-        consumer.assign(assignment)
-        pending = {tp.partition for tp in assignment}
-        out: dict[int, list[tuple[bytes | None, bytes | None]]] = {p: [] for p in pending}
-        deadline = time.monotonic() + timeout
-        while pending:
-            assert time.monotonic() < deadline, f"{topic} did not reach its end in {timeout} s"
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                pending.discard(msg.partition() or 0)
-                continue
-            assert error is None, error
-            out[msg.partition() or 0].append((msg.key(), msg.value()))
-        return [record for number in sorted(out) for record in out[number]]
+        messages = list(read_to_end(consumer, assignment, timeout))
     finally:
         consumer.close()
+    return sorted(messages, key=lambda msg: (msg.partition() or 0, msg.offset() or 0))
+
+
+def read_topic(
+    settings: conf.Settings, topic: str, timeout: float = 10.0
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) on ``topic`` from its start to its end, in partition order."""
+    return [(msg.key(), msg.value()) for msg in read_messages(settings, topic, timeout)]
 
 
 def read_parked(settings: conf.Settings, topic: str, timeout: float = 10.0) -> list[str]:
     """The ``durian-source`` header (``topic[partition]@offset``) of every parked record."""
-    consumer = Consumer(confluent_config(settings, "reader", **{"group.id": uuid.uuid4().hex}))
-    try:
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        sources = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                break
-            assert error is None, error
-            headers = dict(msg.headers() or [])
-            sources.append((headers.get("durian-source") or b"").decode())
-        return sources
-    finally:
-        consumer.close()
+    sources = []
+    for msg in read_messages(settings, topic, timeout):
+        headers = dict(msg.headers() or [])
+        sources.append((headers.get("durian-source") or b"").decode())
+    return sources

@@ -36,6 +36,22 @@ class Pipeline:
     logs: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    @classmethod
+    def create(cls, bootstrap: str, redis_url: str, logs: Path, **settings: str) -> Pipeline:
+        """Topics under a fresh prefix on the embedded broker; ``settings`` are
+        ``DURIAN_<NAME>`` values for every process started here."""
+        env = {
+            "DURIAN_BOOTSTRAP_SERVERS": bootstrap,
+            "DURIAN_REDIS_URL": redis_url,
+            "DURIAN_TOPIC_PREFIX": f"p{uuid.uuid4().hex[:10]}",
+            "DURIAN_EMBEDDED": "true",
+            "DURIAN_ALLOW_PRIVATE_ADDRESSES": "true",  # receivers are on 127.0.0.1
+            **{f"DURIAN_{name.upper()}": value for name, value in settings.items()},
+        }
+        loaded = conf.load(environ=env)
+        TopicAdmin(loaded).ensure()
+        return cls(loaded, env, logs)
+
     def start(
         self, name: str, command: list[str], env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
@@ -77,23 +93,17 @@ class Pipeline:
 def pipeline(
     kafka_bootstrap: str, redis_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
-    prefix = f"p{uuid.uuid4().hex[:10]}"
-    env = {
-        "DURIAN_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DURIAN_REDIS_URL": redis_server,
-        "DURIAN_TOPIC_PREFIX": prefix,
-        "DURIAN_EMBEDDED": "true",
-        "DURIAN_EVENTS_PARTITIONS": "2",
-        "DURIAN_DELIVERIES_PARTITIONS": "4",
-        "DURIAN_ALLOW_PRIVATE_ADDRESSES": "true",
-        "DURIAN_RETRY_SCHEDULE": "1,2",
-    }
-    settings = conf.load(environ=env)
-    TopicAdmin(settings).ensure()
-    pipe = Pipeline(settings, env, tmp_path_factory.mktemp("pipeline"))
+    pipe = Pipeline.create(
+        kafka_bootstrap,
+        redis_server,
+        tmp_path_factory.mktemp("pipeline"),
+        events_partitions="2",
+        deliveries_partitions="4",
+        retry_schedule="1,2",
+    )
     pipe.start("stream", ["durian-stream"])  # default log level; restarts use -v
     pipe.start("deliver-1", ["durian-deliver", "-v"])
-    overrides = {key.removeprefix("DURIAN_"): value for key, value in env.items()}
+    overrides = {key.removeprefix("DURIAN_"): value for key, value in pipe.env.items()}
     with override_settings(DURIAN=overrides):
         try:
             yield pipe

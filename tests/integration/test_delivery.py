@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +36,7 @@ from durian.records import (
     new_id,
 )
 from durian.signing import generate_secret
-from durian.store import ListenerStore, TopicAdmin
+from durian.store import ListenerStore
 from durian.topics import TopicNames
 from tests.conftest import read_topic, wait_for
 from tests.fast_receiver import Answer, FastReceiver, Hit
@@ -58,23 +57,18 @@ def receiver() -> Iterator[FastReceiver]:
 @pytest.fixture
 def workers(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     """Topics under a fresh prefix and a place to start delivery workers; no Faust."""
-    env = {
-        "DURIAN_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "DURIAN_REDIS_URL": redis_url,
-        "DURIAN_TOPIC_PREFIX": f"d{uuid.uuid4().hex[:10]}",
-        "DURIAN_EMBEDDED": "true",
-        "DURIAN_DELIVERIES_PARTITIONS": "4",
-        "DURIAN_ALLOW_PRIVATE_ADDRESSES": "true",
-        "DURIAN_RETRY_SCHEDULE": "1,2,4,8,16,32",
-        "DURIAN_RETRY_JITTER": "0.1",
-        "DURIAN_BREAKER_COOLDOWN": "2",
-        "DURIAN_BREAKER_MAX_COOLDOWN": "4",
-        "DURIAN_DELIVERY_TIMEOUT": "2",
-        "DURIAN_CONNECT_TIMEOUT": "1",
-    }
-    settings = conf.load(environ=env)
-    TopicAdmin(settings).ensure()
-    pipe = Pipeline(settings, env, tmp_path)
+    pipe = Pipeline.create(
+        kafka_bootstrap,
+        redis_url,
+        tmp_path,
+        deliveries_partitions="4",
+        retry_schedule="1,2,4,8,16,32",
+        retry_jitter="0.1",
+        breaker_cooldown="2",
+        breaker_max_cooldown="4",
+        delivery_timeout="2",
+        connect_timeout="1",
+    )
     try:
         yield pipe
     finally:
