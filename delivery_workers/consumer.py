@@ -55,7 +55,7 @@ from durian.records import (
     listener_key,
     new_id,
 )
-from durian.store import ListenerStore, decode_message
+from durian.store import GuardedConsumer, ListenerStore, decode_message
 from durian.topics import TopicNames
 
 __all__ = ["DeliveryWorker"]
@@ -140,6 +140,8 @@ class DeliveryWorker:
                 settings, "consumer", logger=_kafka_log, **{"group.id": self.names.group("deliver")}
             )
         )
+        #: Reads every record in order even where the broker skips one (``durian.gap``).
+        self._reader = GuardedConsumer(self._consumer, settings, "deliver")
 
     # -- running --------------------------------------------------------------
 
@@ -159,7 +161,7 @@ class DeliveryWorker:
                 if room <= 0:  # enough jobs in hand: wait for one before taking more
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                batch = await asyncio.to_thread(self._consumer.consume, min(room, 500), 0.2)
+                batch = await asyncio.to_thread(self._reader.consume, min(room, 500), 0.2)
                 for message in batch:
                     self._start(message)
         finally:
@@ -206,12 +208,14 @@ class DeliveryWorker:
             if wait > 0:
                 self._pause(tp, offset, wait)
                 return
-        self.tracker.add(tp, offset)
-        if self._pass_by(message, tp, offset):
+        epoch = self.tracker.add(tp, offset)
+        if epoch is None:
+            return  # its partition was revoked while the batch was read: the new owner reads it
+        if self._pass_by(message, tp, offset, epoch):
             return
-        self._spawn(message, tp, offset)
+        self._spawn(message, tp, offset, epoch)
 
-    def _spawn(self, message: Message, tp: TP, offset: int) -> None:
+    def _spawn(self, message: Message, tp: TP, offset: int, epoch: int) -> None:
         key = (message.key() or b"").decode(errors="replace")
         self._held[key] += 1
 
@@ -222,11 +226,11 @@ class DeliveryWorker:
                 del self._held[key]
                 self._endpoints.pop(key, None)  # its last job is done
 
-        task = asyncio.create_task(self._handle(message, tp, offset))
+        task = asyncio.create_task(self._handle(message, tp, offset, epoch))
         self._tasks.add(task)
         task.add_done_callback(finished)
 
-    def _pass_by(self, message: Message, tp: TP, offset: int) -> bool:
+    def _pass_by(self, message: Message, tp: TP, offset: int, epoch: int) -> bool:
         """Move a job to the tier that fits its wait, as it is (no decoding, no task,
         no Redis), when its endpoint cannot take it now: this worker saw its breaker
         open, or holds its share of the endpoint's jobs already. A broken or slow
@@ -251,10 +255,10 @@ class DeliveryWorker:
 
         def moved(err: KafkaError | None, _msg: Message) -> None:
             if err is None:
-                self.tracker.done(tp, offset)
+                self.tracker.done(tp, offset, epoch)
             else:  # deliver it the long way instead
                 logger.warning("cannot move a job to %s (%s); handling it now", topic, err.str())
-                self._spawn(message, tp, offset)
+                self._spawn(message, tp, offset, epoch)
 
         while True:
             try:
@@ -281,6 +285,7 @@ class DeliveryWorker:
             # Not paused: the head is read again at once, and tested again.
             logger.warning("cannot pause %s[%s]: %s", tp[0], tp[1], exc.args[0].str())
             return
+        self._reader.expect(tp, head)
         loop = asyncio.get_running_loop()
         self._paused[tp] = loop.call_later(wait, self._resume.add, tp)
         logger.debug("paused %s[%s] at %s for %.2f s", tp[0], tp[1], head, wait)
@@ -298,7 +303,7 @@ class DeliveryWorker:
 
     # -- one job ----------------------------------------------------------------
 
-    async def _handle(self, message: Message, tp: TP, offset: int) -> None:
+    async def _handle(self, message: Message, tp: TP, offset: int, epoch: int) -> None:
         try:
             await self._process(message)
         except Exception as exc:
@@ -312,7 +317,7 @@ class DeliveryWorker:
                 # Not even parked: leave the offset pending, the job comes back after a restart.
                 logger.exception("cannot park the job at %s[%s]@%s", *tp, offset)
                 return
-        self.tracker.done(tp, offset)
+        self.tracker.done(tp, offset, epoch)
 
     async def _process(self, message: Message) -> None:
         try:
@@ -532,15 +537,6 @@ class DeliveryWorker:
         self.stats["disabled"] += 1
         logger.warning("listener %s (%s) is disabled: %s", current.id, current.url, reason)
 
-    def _publish_event(self, event: Event) -> None:
-        """Events go out with the ``producer`` role (Faust reads them; see durian.kafka)."""
-        producer = Producer(confluent_config(self.settings, "producer", logger=_kafka_log))
-        producer.produce(
-            self.names.events, key=event_key(event.hook, event.object_id), value=encode(event)
-        )
-        if producer.flush(30):
-            raise PublishError(f"{self.names.events}: the {event.hook} event was not acknowledged")
-
     def _listener_store(self) -> ListenerStore:
         if self._store is None:
             self._store = ListenerStore(self.settings)
@@ -600,8 +596,8 @@ class DeliveryWorker:
             await asyncio.sleep(interval)
             self._commit()
 
-    def _commit(self, tps: list[TP] | None = None) -> None:
-        positions = self.tracker.committable(tps)
+    def _commit(self, tps: list[TP] | None = None, *, force: bool = False) -> None:
+        positions = self.tracker.committable(tps, force=force)
         if not positions:
             return
         offsets = [TopicPartition(topic, part, off) for (topic, part), off in positions.items()]
@@ -616,6 +612,8 @@ class DeliveryWorker:
         # A partition paused for its tier's head before a rebalance may come back still
         # paused, with no timer of ours left to resume it: start every assignment fresh.
         consumer.resume(partitions)
+        self.tracker.assign((p.topic, p.partition) for p in partitions)
+        self._reader.expect_assigned(partitions)
         logger.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -624,6 +622,7 @@ class DeliveryWorker:
             handle = self._paused.pop(tp, None)
             if handle is not None:
                 handle.cancel()
-        self._commit(tps)
+        self._commit(tps, force=True)  # whatever was committed before: others may have moved it
         self.tracker.forget(tps)
+        self._reader.forget(partitions)
         logger.info("revoked %s", ", ".join(f"{t}[{p}]" for t, p in tps))

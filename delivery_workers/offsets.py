@@ -4,6 +4,17 @@ A partition's committable offset is its lowest offset still in flight, or one
 past the highest offset seen when nothing is in flight. Committing that
 position means a crash replays only jobs that had not finished (plus, at
 worst, finished ones above an unfinished one: at-least-once, never lost).
+
+Rebalances make three things impossible here rather than unlikely:
+
+* Only partitions assigned now are committed. A record of a partition that
+  was revoked is not tracked (``add`` answers ``None``: drop it, its new owner
+  reads it), so nothing this worker holds can move another owner's offset.
+* Each assignment of a partition is a new *epoch*. A job read before a
+  revocation that finishes after the partition came back reports its old
+  epoch and cannot clear the pending entry of the new copy of the same offset.
+* The commit at revocation is always sent, whatever was committed before:
+  another member may have moved the group's offset meanwhile.
 """
 
 from __future__ import annotations
@@ -17,22 +28,52 @@ TP = tuple[str, int]
 
 
 class OffsetTracker:
-    """Thread-safe: the consumer thread revokes while the event loop adds and finishes."""
+    """Thread-safe: the consumer thread assigns and revokes while the event loop adds and
+    finishes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._epoch: dict[TP, int] = {}
+        self._assigned: set[TP] = set()
         self._pending: dict[TP, set[int]] = {}
         self._next: dict[TP, int] = {}
         self._committed: dict[TP, int] = {}
 
-    def add(self, tp: TP, offset: int) -> None:
+    def assign(self, tps: Iterable[TP]) -> None:
+        """Partitions handed to this worker: tracked from now on, in a new epoch."""
         with self._lock:
+            for tp in tps:
+                self._assigned.add(tp)
+                self._epoch[tp] = self._epoch.get(tp, 0) + 1
+                self._pending.pop(tp, None)
+                self._next.pop(tp, None)
+                self._committed.pop(tp, None)
+
+    def forget(self, tps: Iterable[TP]) -> None:
+        """Drop partitions that were revoked (their unfinished jobs will be redelivered)."""
+        with self._lock:
+            for tp in tps:
+                self._assigned.discard(tp)
+                self._epoch[tp] = self._epoch.get(tp, 0) + 1
+                self._pending.pop(tp, None)
+                self._next.pop(tp, None)
+                self._committed.pop(tp, None)
+
+    def add(self, tp: TP, offset: int) -> int | None:
+        """Track a record; returns the epoch to pass to :meth:`done`, or ``None`` when
+        ``tp`` is not assigned (drop the record: it is not this worker's to handle)."""
+        with self._lock:
+            if tp not in self._assigned:
+                return None
             self._pending.setdefault(tp, set()).add(offset)
             if offset + 1 > self._next.get(tp, -1):
                 self._next[tp] = offset + 1
+            return self._epoch[tp]
 
-    def done(self, tp: TP, offset: int) -> None:
+    def done(self, tp: TP, offset: int, epoch: int) -> None:
         with self._lock:
+            if self._epoch.get(tp) != epoch:
+                return  # read before a revocation: that copy is not tracked any more
             pending = self._pending.get(tp)
             if pending is not None:
                 pending.discard(offset)
@@ -41,26 +82,23 @@ class OffsetTracker:
         with self._lock:
             return sum(len(offsets) for offsets in self._pending.values())
 
-    def committable(self, tps: Iterable[TP] | None = None) -> dict[TP, int]:
-        """Positions to commit that moved since the last ``mark_committed``."""
+    def committable(self, tps: Iterable[TP] | None = None, *, force: bool = False) -> dict[TP, int]:
+        """Positions to commit for assigned partitions (of ``tps``, when given): those that
+        moved since the last ``mark_committed``, or every known one with ``force``."""
         with self._lock:
-            wanted = list(self._next) if tps is None else [tp for tp in tps if tp in self._next]
+            wanted = self._assigned if tps is None else self._assigned.intersection(tps)
             out = {}
             for tp in wanted:
+                if tp not in self._next:
+                    continue
                 pending = self._pending.get(tp)
                 position = min(pending) if pending else self._next[tp]
-                if position != self._committed.get(tp):
+                if force or position != self._committed.get(tp):
                     out[tp] = position
             return out
 
     def mark_committed(self, positions: dict[TP, int]) -> None:
         with self._lock:
-            self._committed.update(positions)
-
-    def forget(self, tps: Iterable[TP]) -> None:
-        """Drop partitions that were revoked (their unfinished jobs will be redelivered)."""
-        with self._lock:
-            for tp in tps:
-                self._pending.pop(tp, None)
-                self._next.pop(tp, None)
-                self._committed.pop(tp, None)
+            self._committed.update(
+                (tp, offset) for tp, offset in positions.items() if tp in self._assigned
+            )

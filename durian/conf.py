@@ -126,6 +126,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     session_timeout_ms: Annotated[int, msgspec.Meta(ge=1000)] | None = None
     """Consumer session timeout; unset means the broker profile's default."""
 
+    gap_patience: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """Seconds a reader waits for a skipped offset to appear before it reads on past it
+    (``durian.gap``). Unset means 10 on the embedded broker, which can hand a reader a
+    record before an earlier one is stored, and 0 (off) elsewhere: Apache Kafka's gaps
+    (compaction, transaction markers) never fill."""
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={value!r}" for name, value in redacted(self).items())
         return f"Settings({fields})"

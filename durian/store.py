@@ -38,13 +38,15 @@ from durian.exceptions import (
     ListenerNotFound,
     PublishError,
 )
-from durian.kafka import confluent_config
+from durian.gap import GapGuard
+from durian.kafka import confluent_config, gap_patience
 from durian.records import DeliveryJob, ListenerSpec, Record, decode, encode, listener_key
 from durian.topics import TopicNames, TopicSpec, topic_specs
 
 __all__ = [
     "DeadLetter",
     "DeadLetters",
+    "GuardedConsumer",
     "ListenerStore",
     "ListenerTable",
     "ReplayReport",
@@ -71,8 +73,97 @@ def decode_message(msg: Message, type: type[R]) -> R:
     )
 
 
+class GuardedConsumer:
+    """A confluent ``Consumer`` that reads every record of its partitions, in order, even
+    from a broker that hands out a record before an earlier one is stored (``durian.gap``).
+
+    ``consume()`` keeps what comes before a hole, drops the rest of that partition's
+    batch and seeks back to the hole. Tell it where partitions start: ``expect_assigned``
+    from an ``on_assign`` callback or after ``assign()``, ``expect`` after a seek of your
+    own, ``forget`` on revocation. ``position(tp)`` is the offset after the last record
+    handed out, the right one to commit once those records are done (the consumer's own
+    stored offsets may already be past a hole).
+    """
+
+    def __init__(self, consumer: Consumer, settings: Settings, name: str = "") -> None:
+        self.consumer = consumer
+        self.guard = GapGuard(gap_patience(settings), name=name)
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        return self.admit(self.consumer.consume(num_messages=num_messages, timeout=timeout))
+
+    def admit(self, batch: list[Message]) -> list[Message]:
+        """The part of ``batch`` to process; error events pass, except the end of a
+        partition whose hole is still open (its real end is further on)."""
+        guard = self.guard
+        if not batch:
+            return batch
+        offsets: dict[tuple[str, int], list[int]] = {}
+        for msg in batch:
+            if msg.error() is None:
+                offsets.setdefault((msg.topic() or "", msg.partition() or 0), []).append(
+                    msg.offset() or 0
+                )
+        keep: dict[tuple[str, int], int] = {}
+        for tp, seen in offsets.items():
+            kept = keep[tp] = guard.check(tp, seen)
+            if kept < len(seen):
+                self._seek(tp, guard.next_offset(tp))
+        out = []
+        for msg in batch:
+            tp = (msg.topic() or "", msg.partition() or 0)
+            if msg.error() is not None:
+                if not guard.waiting(tp):
+                    out.append(msg)
+            elif keep[tp] > 0:
+                keep[tp] -= 1
+                out.append(msg)
+        return out
+
+    def _seek(self, tp: tuple[str, int], offset: int | None) -> None:
+        if offset is None:
+            return
+        try:
+            self.consumer.seek(TopicPartition(tp[0], tp[1], offset))
+        except KafkaException as exc:
+            # Not assigned any more: whoever reads it next starts at the committed offset.
+            logger.warning("cannot seek %s[%d] back to %d: %s", *tp, offset, exc.args[0].str())
+
+    def expect(self, tp: tuple[str, int], offset: int) -> None:
+        self.guard.expect(tp, offset)
+
+    def expect_assigned(self, partitions: list[TopicPartition], timeout: float = 10.0) -> None:
+        """Where each partition starts: the offset the assignment names, else the group's
+        committed offset, else the low watermark (``auto.offset.reset`` is earliest)."""
+        unknown = []
+        for p in partitions:
+            if p.offset >= 0:
+                self.guard.expect((p.topic, p.partition), p.offset)
+            else:
+                unknown.append(TopicPartition(p.topic, p.partition))
+        try:
+            committed = self.consumer.committed(unknown, timeout=timeout) if unknown else []
+            for p in committed:
+                if p.offset < 0:
+                    p.offset, _ = self.consumer.get_watermark_offsets(p, timeout=timeout)
+                self.guard.expect((p.topic, p.partition), p.offset)
+        except KafkaException as exc:
+            # The first record read sets the position instead: a hole right at the
+            # start of such a partition would go unnoticed.
+            logger.warning("cannot look up where assigned partitions start: %s", exc.args[0].str())
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        self.guard.forget((p.topic, p.partition) for p in partitions)
+
+    def position(self, tp: tuple[str, int]) -> int | None:
+        return self.guard.next_offset(tp)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 def read_to_end(
-    consumer: Consumer,
+    reader: GuardedConsumer,
     partitions: list[TopicPartition],
     timeout: float,
     after_batch: Callable[[], None] | None = None,
@@ -82,14 +173,15 @@ def read_to_end(
     The end is where fetches report it (``enable.partition.eof``), which is right on
     every broker; a listed end offset is not on tansu (see ``durian.kafka``).
     """
-    consumer.assign(partitions)
+    reader.consumer.assign(partitions)
+    reader.expect_assigned(partitions)
     pending = {tp.partition for tp in partitions}
     deadline = time.monotonic() + timeout
     topic = partitions[0].topic if partitions else "?"
     while pending:
         if time.monotonic() > deadline:
             raise BrokerUnavailable(f"reading {topic} did not reach its end within {timeout:.0f} s")
-        for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+        for msg in reader.consume(num_messages=10_000, timeout=0.5):
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
@@ -288,13 +380,18 @@ class ListenerStore:
             )
         )
         try:
-            return self._read(consumer, progress, timeout)
+            return self._read(
+                GuardedConsumer(consumer, self.settings, "listeners"), progress, timeout
+            )
         except KafkaException as exc:
             raise BrokerUnavailable(f"cannot read {self.topic}: {exc.args[0].str()}") from None
         finally:
             consumer.close()
 
-    def _read(self, consumer: Consumer, progress: Progress | None, timeout: float) -> ListenerTable:
+    def _read(
+        self, reader: GuardedConsumer, progress: Progress | None, timeout: float
+    ) -> ListenerTable:
+        consumer = reader.consumer
         metadata = consumer.list_topics(self.topic, timeout=min(timeout, 15.0))
         topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:
@@ -316,7 +413,7 @@ class ListenerStore:
             if progress is not None:
                 progress(table.records, max(expected, table.records))
 
-        for msg in read_to_end(consumer, partitions, timeout, after_batch=batch_read):
+        for msg in read_to_end(reader, partitions, timeout, after_batch=batch_read):
             self._apply(table, msg)
         return table
 
@@ -418,7 +515,8 @@ class DeadLetters:
         try:
             marks = self._marks(consumer)
             assignment = [TopicPartition(self.topic, p, off) for p, off in marks.items()]
-            return [self._letter(msg) for msg in read_to_end(consumer, assignment, timeout)]
+            reader = GuardedConsumer(consumer, self.settings, "dead letters")
+            return [self._letter(msg) for msg in read_to_end(reader, assignment, timeout)]
         except KafkaException as exc:
             raise BrokerUnavailable(f"cannot read {self.topic}: {exc.args[0].str()}") from None
         finally:

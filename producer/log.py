@@ -22,7 +22,7 @@ from durian import conf
 from durian.exceptions import DecodeError
 from durian.kafka import confluent_config
 from durian.records import Attempt
-from durian.store import decode_message
+from durian.store import GuardedConsumer, decode_message
 from durian.topics import TopicNames
 from producer.models import DeliveryAttempt
 
@@ -49,6 +49,8 @@ class AttemptLog:
                 **{"group.id": names.group("log"), "enable.partition.eof": True},
             )
         )
+        #: Reads every record in order even where the broker skips one (``durian.gap``).
+        self._reader = GuardedConsumer(self._consumer, settings, "delivery log")
         self._assigned: set[int] = set()
         self._at_end: set[int] = set()
 
@@ -59,7 +61,7 @@ class AttemptLog:
         written, last_prune = 0, 0.0
         try:
             while not self.stopping:
-                batch = self._consumer.consume(num_messages=500, timeout=0.5)
+                batch = self._reader.consume(num_messages=500, timeout=0.5)
                 written += self._store(batch)
                 if time.monotonic() - last_prune > self.prune_every:
                     self.prune()
@@ -108,12 +110,18 @@ class AttemptLog:
             )
         if rows:
             DeliveryAttempt.objects.bulk_create(rows, ignore_conflicts=True)
-        if batch:
+        # Commit where reading goes on, not the consumer's stored offsets: those can be
+        # past a hole that is being read again.
+        positions = [
+            TopicPartition(self.topic, p, offset)
+            for p in sorted({msg.partition() or 0 for msg in batch if msg.error() is None})
+            if (offset := self._reader.position((self.topic, p))) is not None
+        ]
+        if positions:
             try:
-                self._consumer.commit(asynchronous=False)
+                self._consumer.commit(offsets=positions, asynchronous=False)
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._NO_OFFSET:
-                    logger.warning("offset commit failed (will retry): %s", exc.args[0].str())
+                logger.warning("offset commit failed (will retry): %s", exc.args[0].str())
         return len(rows)
 
     def prune(self) -> int:
@@ -127,6 +135,8 @@ class AttemptLog:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = {p.partition for p in partitions}
         self._at_end.clear()
+        self._reader.expect_assigned(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = set()
+        self._reader.forget(partitions)

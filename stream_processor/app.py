@@ -16,13 +16,15 @@ import tempfile
 from typing import Any
 
 import faust
+from faust.types import TransportT
 from mode.utils.queues import ThrowableQueue
 
 from durian import conf
 from durian.exceptions import DecodeError
-from durian.kafka import faust_options
+from durian.kafka import faust_options, gap_patience
 from durian.records import DeliveryJob, Event, decode, encode, job_id, listener_key
 from durian.topics import TopicNames
+from stream_processor.consumer import GuardedTransport
 from stream_processor.tables import ListenerTable
 
 __all__ = ["StreamApp", "create_app"]
@@ -31,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class StreamApp(faust.App):
-    """faust.App with two corrections.
+    """faust.App with three corrections.
 
     * No framework fixups: Faust's Django fixup would import the site's settings
       whenever DJANGO_SETTINGS_MODULE is set, and this role runs without Django.
@@ -44,10 +46,18 @@ class StreamApp(faust.App):
       was down were lost in about a third of restarts. Kept buffers are processed
       instead; a buffered event of a partition that moved to another worker is
       skipped by Faust's generation check, and that worker reads it again.
+    * Its consumer reads every record even where the broker hands out a later one
+      first (``stream_processor.consumer``; ``gap_patience`` says how long it waits
+      for a hole to fill).
     """
+
+    gap_patience: float = 0.0
 
     def _init_fixups(self) -> list[Any]:
         return []
+
+    def _new_transport(self) -> TransportT:
+        return GuardedTransport(self.conf.broker_consumer, self)
 
     def FlowControlQueue(
         self, maxsize: int | None = None, *, clear_on_resume: bool = False
@@ -63,6 +73,7 @@ def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.
         topic_partitions=settings.events_partitions,
         **faust_options(settings),
     )
+    app.gap_patience = gap_patience(settings)
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw", "internal": False}
     events = app.topic(names.events, partitions=settings.events_partitions, **raw)
     deliveries = app.topic(names.deliveries, partitions=settings.deliveries_partitions, **raw)

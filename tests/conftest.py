@@ -23,7 +23,7 @@ from durian import conf
 from durian.embedded import EmbeddedBroker, EmbeddedRedis, redis_answers
 from durian.exceptions import BrokerUnavailable
 from durian.kafka import confluent_config
-from durian.store import TopicAdmin, read_to_end
+from durian.store import GuardedConsumer, TopicAdmin, read_to_end
 
 #: Under CI a missing service is a failure, never a skip.
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -151,7 +151,7 @@ def read_messages(settings: conf.Settings, topic: str, timeout: float = 10.0) ->
         for number in sorted(metadata.partitions):
             low, _ = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=timeout)
             assignment.append(TopicPartition(topic, number, low))
-        messages = list(read_to_end(consumer, assignment, timeout))
+        messages = list(read_to_end(GuardedConsumer(consumer, settings), assignment, timeout))
     finally:
         consumer.close()
     return sorted(messages, key=lambda msg: (msg.partition() or 0, msg.offset() or 0))

@@ -13,7 +13,6 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from delivery_workers.dispatch import AttemptResult, Dispatcher
-from delivery_workers.offsets import OffsetTracker
 from durian import conf
 from durian.addresses import is_public
 from durian.records import DeliveryJob, Event, ListenerOptions, ListenerSpec, job_id
@@ -188,22 +187,3 @@ def test_the_total_timeout_bounds_a_trickling_answer(receiver: Receiver) -> None
 )  # fmt: skip
 def test_address_classification(address: str, public: bool) -> None:
     assert is_public(address) is public
-
-
-def test_offsets_commit_only_below_the_lowest_job_in_flight() -> None:
-    tracker = OffsetTracker()
-    tp = ("durian.deliveries", 0)
-    for offset in range(5):
-        tracker.add(tp, offset)
-    tracker.done(tp, 1)
-    tracker.done(tp, 2)
-    assert tracker.committable() == {tp: 0}
-    tracker.done(tp, 0)
-    assert tracker.committable() == {tp: 3}
-    tracker.mark_committed({tp: 3})
-    assert tracker.committable() == {}
-    tracker.done(tp, 4)
-    tracker.done(tp, 3)
-    assert tracker.committable() == {tp: 5}
-    tracker.forget([tp])
-    assert tracker.committable() == {} and tracker.in_flight() == 0
