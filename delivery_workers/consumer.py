@@ -177,9 +177,12 @@ class DeliveryWorker:
             await self.health.aclose()
             if self._store is not None:
                 self._store.close()
+            gaps = self._reader.guard.stats
             logger.info(
-                "stopped: %s", ", ".join(f"{name} {count}" for name, count in self.stats.items())
-            )
+                "stopped: %s; %d late record(s) read in order, %d gap(s) skipped",
+                ", ".join(f"{name} {count}" for name, count in self.stats.items()),
+                gaps.filled, gaps.accepted,
+            )  # fmt: skip
 
     def stop(self) -> None:
         self.stopping.set()

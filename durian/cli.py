@@ -1,4 +1,4 @@
-"""The ``durian`` command: the embedded stack, topics, and listeners over Kafka.
+"""The ``durian`` command: the embedded stack, topics, listeners, dead letters and audits.
 
 Settings come from the ``DURIAN_*`` environment (see ``durian.conf``);
 ``--bootstrap-servers`` and ``--prefix`` override the two most used ones.
@@ -19,6 +19,7 @@ import click
 import msgspec
 
 from durian import conf
+from durian.audit import audit
 from durian.embedded import EmbeddedStack
 from durian.exceptions import DecodeError, DurianError, InvalidListener
 from durian.match import Any as AnyMatcher
@@ -643,3 +644,75 @@ def dlq_purge(obj: _Context, before: str | None, everything: bool, yes: bool) ->
     with _errors():
         purged = DeadLetters(obj.settings).purge(before=cutoff)
     click.echo(f"purged {purged} dead letter(s)")
+
+
+# -- durian audit ----------------------------------------------------------------
+
+
+def _at(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@main.command("audit")
+@click.option("--since", required=True, metavar="WHEN", help="From (ISO time or 2h).")
+@click.option(
+    "--grace",
+    type=float,
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Records younger than this are still on their way and not judged.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The whole report as JSON.")
+@click.pass_obj
+def audit_command(obj: _Context, since: str, grace: float, as_json: bool) -> None:
+    """Check from the topics that nothing was lost since WHEN: every event has a job for
+    each listener it matched, and every job an outcome (delivered, dead letter, parked,
+    or waiting on a retry tier). Exits 1 when something is missing."""
+    start = parse_when(since)
+    with _errors():
+        report = audit(obj.settings, start, grace=grace)
+    if as_json:
+        click.echo(
+            msgspec.json.encode(
+                {
+                    "since": start,
+                    "until": report.until,
+                    "ok": report.ok,
+                    "events": report.events,
+                    "jobs": report.jobs,
+                    "outcomes": dict(report.outcomes),
+                    "unverifiable": report.unverifiable,
+                    "unreadable": report.unreadable,
+                    "missing_jobs": report.missing_jobs,
+                    "missing_outcomes": report.missing_outcomes,
+                }
+            ).decode()
+        )
+    else:
+        outcomes = ", ".join(f"{name} {n}" for name, n in sorted(report.outcomes.items()))
+        click.echo(
+            f"from {_at(start)} to {_at(report.until)} UTC: {report.events} event(s), "
+            f"{report.jobs} job(s) ({outcomes or 'none'})"
+        )
+        if report.unverifiable:
+            click.echo(
+                f"{report.unverifiable} event/listener pair(s) not judged: the listener "
+                "changed within seconds of the event"
+            )
+        if report.unreadable:
+            click.echo(f"{len(report.unreadable)} unreadable record(s), parked by the workers")
+        for job in report.missing_jobs:
+            click.echo(
+                f"MISSING JOB   event {job.event_id} ({job.event_at}) matched listener "
+                f"{job.listener_id}: no job {job.job_id}"
+            )
+        for lost in report.missing_outcomes:
+            click.echo(
+                f"NO OUTCOME    job {lost.job_id} of listener {lost.listener_id}: last seen at "
+                f"{lost.last_seen}, due {_at(lost.due)} UTC"
+            )
+        if report.ok:
+            click.echo("ok: every event has its jobs, every job an outcome")
+    if not report.ok:
+        sys.exit(1)

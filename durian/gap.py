@@ -139,7 +139,7 @@ class GapGuard:
     def _filled(self, tp: TP) -> None:
         missing, since = self._holes.pop(tp)
         self.stats.filled += 1
-        logger.debug(
-            "%s[%d]@%d appeared after %.1f ms; read in order", *tp, missing,
-            (self.clock() - since) * 1000,
+        logger.info(
+            "%s%s[%d]@%d was handed out late (%.1f ms) and read in order",
+            f"{self.name}: " if self.name else "", *tp, missing, (self.clock() - since) * 1000,
         )  # fmt: skip

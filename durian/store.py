@@ -50,9 +50,11 @@ __all__ = [
     "ListenerStore",
     "ListenerTable",
     "ReplayReport",
+    "StoredRecord",
     "TopicAdmin",
     "TopicStatus",
     "decode_message",
+    "read_since",
     "read_to_end",
 ]
 
@@ -191,6 +193,78 @@ def read_to_end(
             yield msg
         if after_batch is not None:
             after_batch()
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One record as read back from a topic, for tools that look at many topics at once."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    """The record's timestamp (Unix time): when it was written."""
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    @property
+    def location(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+def _headers(msg: Message) -> dict[str, bytes]:
+    headers = msg.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return {
+        name: value.encode() if isinstance(value, str) else value or b"" for name, value in pairs
+    }
+
+
+def read_since(
+    settings: Settings, topic: str, since: float, timeout: float = 120.0
+) -> list[StoredRecord]:
+    """Every record of ``topic`` written at ``since`` (Unix time) or later, up to its end.
+
+    A missing topic reads as empty.
+    """
+    consumer = Consumer(
+        confluent_config(
+            settings,
+            "reader",
+            logger=_kafka_log,
+            **{"group.id": f"{settings.topic_prefix}.reader.{uuid.uuid4().hex}"},
+        )
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=min(timeout, 15.0)).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            return []
+        wanted = [TopicPartition(topic, p, int(since * 1000)) for p in sorted(metadata.partitions)]
+        starts = []
+        for tp in consumer.offsets_for_times(wanted, timeout=min(timeout, 15.0)):
+            if tp.offset < 0:  # nothing at or after ``since``
+                continue
+            starts.append(TopicPartition(topic, tp.partition, tp.offset))
+        if not starts:
+            return []
+        reader = GuardedConsumer(consumer, settings, topic)
+        return [
+            StoredRecord(
+                topic,
+                msg.partition() or 0,
+                msg.offset() or 0,
+                msg.timestamp()[1] / 1000,
+                msg.key(),
+                msg.value(),
+                _headers(msg),
+            )
+            for msg in read_to_end(reader, starts, timeout)
+        ]
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot read {topic}: {exc.args[0].str()}") from None
+    finally:
+        consumer.close()
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ events of the route agent and the listener table's changelog alike, comes out of
 applies ``durian.gap.GapGuard``: before each fetch it takes every partition's
 position (where the next record must start), and when a partition's records
 begin past it or jump inside the batch, it keeps what came before the hole and
-seeks the partition back to it. Faust never sees the records after a hole until
-the hole is read, so its offsets, acks and commits never move past a record that
-no stream has processed.
+seeks the partition back to it. A fetch that raced a seek of Faust's or a
+rebalance is not judged by the old positions: its first record sets the position.
+Faust never sees the records after a hole until the hole is read, so its offsets,
+acks and commits never move past a record that no stream has processed.
 
 ``GuardedTransport`` is aiokafka's transport with that consumer; ``StreamApp``
 creates it instead of the one ``kafka://`` names.
@@ -41,6 +42,9 @@ class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         super().__post_init__()
         patience = getattr(self.app, "gap_patience", 0.0)
         self.gap_guard = GapGuard(patience, name="durian-stream")
+        #: Bumped by every seek Faust makes, so that a fetch that raced one is not
+        #: mistaken for a hole (its records start where the seek put the partition).
+        self._seeks = 0
 
     async def _fetch_records(
         self,
@@ -50,29 +54,32 @@ class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         max_records: int | None = None,
     ) -> RecordMap:
         guard = self.gap_guard
+        fetch = super()._fetch_records
         if not guard.enabled:
-            return dict(
-                await super()._fetch_records(
-                    consumer, active_partitions, timeout=timeout, max_records=max_records
-                )
-            )
+            return dict(await fetch(consumer, active_partitions, timeout, max_records))
         # Where each partition's next record must start. A fetch response is only
         # taken for a partition whose position equals the fetch's offset, and only a
-        # seek moves a position without records being returned, so the records of a
-        # partition start here unless the broker skipped one.
-        assignment = consumer._subscription.subscription
-        tps = set(active_partitions or ())
-        if assignment is not None and assignment.assignment is not None:
-            for tp in tps or assignment.assignment.tps:
-                state = assignment.assignment.state_value(tp)
+        # seek or a new assignment moves a position without records being returned,
+        # so the records of a partition start here unless the broker skipped one.
+        subscription = consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        seeks = self._seeks
+        starts: dict[TP, int] = {}
+        if assignment is not None:
+            for tp in active_partitions or assignment.tps:
+                state = assignment.state_value(tp)
                 if state is not None and state.has_valid_position:
-                    guard.expect(tp, state.position)
-        records = dict(
-            await super()._fetch_records(
-                consumer, active_partitions, timeout=timeout, max_records=max_records
-            )
+                    starts[tp] = state.position
+        records = dict(await fetch(consumer, active_partitions, timeout, max_records))
+        subscription = consumer._subscription.subscription
+        moved = seeks != self._seeks or (
+            subscription is None or subscription.assignment is not assignment
         )
         for tp in list(records):
+            if moved or tp not in starts:
+                guard.forget([tp])  # unknown: the first record sets the position
+            else:
+                guard.expect(tp, starts[tp])
             batch = records[tp]
             kept = guard.check(tp, [record.offset for record in batch])
             if kept == len(batch):
@@ -85,6 +92,24 @@ class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             if offset is not None:
                 consumer.seek(tp, offset)
         return records
+
+    # Faust's seeks: each one bumps ``_seeks``.
+
+    def seek(self, partition: TP, offset: int) -> None:
+        self._seeks += 1
+        super().seek(partition, offset)
+
+    async def seek_to_committed(self) -> Any:
+        self._seeks += 1
+        return await super().seek_to_committed()
+
+    async def seek_to_beginning(self, *partitions: Any) -> None:
+        self._seeks += 1
+        await super().seek_to_beginning(*partitions)
+
+    async def seek_wait(self, partitions: Any) -> None:
+        self._seeks += 1
+        await super().seek_wait(partitions)
 
 
 class GuardedConsumer(faust_aiokafka.Consumer):

@@ -81,9 +81,18 @@ def test_a_guarded_reader_reads_every_record_that_two_producers_write_at_once(
         plain = Consumer({**config, "group.id": f"g{uuid.uuid4().hex}"})
         results: dict[str, list[int]] = {}
         errors: list[str] = []
+
+        def read(
+            name: str,
+            reader: GuardedConsumer | Consumer,
+            topic: str = topic,
+            results: dict[str, list[int]] = results,
+        ) -> None:
+            results[name] = tail(reader, topic, total)
+
         readers = [
-            threading.Thread(target=lambda: results.update(guarded=tail(guarded, topic, total))),
-            threading.Thread(target=lambda: results.update(plain=tail(plain, topic, total))),
+            threading.Thread(target=read, args=("guarded", guarded)),
+            threading.Thread(target=read, args=("plain", plain)),
         ]
         writers = [
             threading.Thread(target=produce, args=(kafka_bootstrap, topic, PER_PRODUCER, errors))
