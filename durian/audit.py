@@ -224,20 +224,21 @@ def audit(
     """
     names = TopicNames(settings.topic_prefix)
     moment = time.time() if now is None else now
-
-    def since_(topic: str) -> list[StoredRecord]:
-        return read_since(settings, topic, since, timeout)
-
+    tiers = {delay: names.deliveries_retry(delay) for delay in set(settings.retry_schedule)}
+    since_topics = [
+        names.events, names.deliveries, *tiers.values(), names.attempts, names.dead, names.parked,
+    ]  # fmt: skip
+    read = read_since(
+        settings, {names.listeners: 0.0, **dict.fromkeys(since_topics, since)}, timeout
+    )
     return judge(
-        events=since_(names.events),
-        listeners=read_since(settings, names.listeners, 0.0, timeout),
-        deliveries=since_(names.deliveries),
-        tiers={
-            delay: since_(names.deliveries_retry(delay)) for delay in set(settings.retry_schedule)
-        },
-        attempts=since_(names.attempts),
-        dead=since_(names.dead),
-        parked=since_(names.parked),
+        events=read[names.events],
+        listeners=read[names.listeners],
+        deliveries=read[names.deliveries],
+        tiers={delay: read[topic] for delay, topic in tiers.items()},
+        attempts=read[names.attempts],
+        dead=read[names.dead],
+        parked=read[names.parked],
         since=since,
         now=moment,
         grace=grace,

@@ -177,9 +177,9 @@ def read_to_end(
     """
     reader.consumer.assign(partitions)
     reader.expect_assigned(partitions)
-    pending = {tp.partition for tp in partitions}
+    pending = {(tp.topic, tp.partition) for tp in partitions}
     deadline = time.monotonic() + timeout
-    topic = partitions[0].topic if partitions else "?"
+    topic = ", ".join(sorted({tp.topic for tp in partitions})) or "?"
     while pending:
         if time.monotonic() > deadline:
             raise BrokerUnavailable(f"reading {topic} did not reach its end within {timeout:.0f} s")
@@ -187,7 +187,7 @@ def read_to_end(
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition() or 0)
+                    pending.discard((msg.topic() or "", msg.partition() or 0))
                     continue
                 raise KafkaException(err)
             yield msg
@@ -222,12 +222,11 @@ def _headers(msg: Message) -> dict[str, bytes]:
 
 
 def read_since(
-    settings: Settings, topic: str, since: float, timeout: float = 120.0
-) -> list[StoredRecord]:
-    """Every record of ``topic`` written at ``since`` (Unix time) or later, up to its end.
-
-    A missing topic reads as empty.
-    """
+    settings: Settings, since: dict[str, float], timeout: float = 120.0
+) -> dict[str, list[StoredRecord]]:
+    """Every record of each topic written at ``since[topic]`` (Unix time) or later, up to
+    its end, read with one consumer. A missing topic reads as empty."""
+    out: dict[str, list[StoredRecord]] = {topic: [] for topic in since}
     consumer = Consumer(
         confluent_config(
             settings,
@@ -237,32 +236,37 @@ def read_since(
         )
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=min(timeout, 15.0)).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            return []
-        wanted = [TopicPartition(topic, p, int(since * 1000)) for p in sorted(metadata.partitions)]
-        starts = []
-        for tp in consumer.offsets_for_times(wanted, timeout=min(timeout, 15.0)):
-            if tp.offset < 0:  # nothing at or after ``since``
+        wanted = []
+        metadata = consumer.list_topics(timeout=min(timeout, 15.0)).topics
+        for topic, moment in since.items():
+            found = metadata.get(topic)
+            if found is None or found.error is not None:
                 continue
-            starts.append(TopicPartition(topic, tp.partition, tp.offset))
+            wanted += [TopicPartition(topic, p, int(moment * 1000)) for p in found.partitions]
+        starts = [
+            TopicPartition(tp.topic, tp.partition, tp.offset)
+            for tp in consumer.offsets_for_times(wanted, timeout=min(timeout, 15.0))
+            if tp.offset >= 0  # else nothing was written at or after that moment
+        ] if wanted else []  # fmt: skip
         if not starts:
-            return []
-        reader = GuardedConsumer(consumer, settings, topic)
-        return [
-            StoredRecord(
-                topic,
-                msg.partition() or 0,
-                msg.offset() or 0,
-                msg.timestamp()[1] / 1000,
-                msg.key(),
-                msg.value(),
-                _headers(msg),
+            return out
+        reader = GuardedConsumer(consumer, settings, "audit")
+        for msg in read_to_end(reader, starts, timeout):
+            topic = msg.topic() or ""
+            out[topic].append(
+                StoredRecord(
+                    topic,
+                    msg.partition() or 0,
+                    msg.offset() or 0,
+                    msg.timestamp()[1] / 1000,
+                    msg.key(),
+                    msg.value(),
+                    _headers(msg),
+                )
             )
-            for msg in read_to_end(reader, starts, timeout)
-        ]
+        return out
     except KafkaException as exc:
-        raise BrokerUnavailable(f"cannot read {topic}: {exc.args[0].str()}") from None
+        raise BrokerUnavailable(f"cannot read the topics: {exc.args[0].str()}") from None
     finally:
         consumer.close()
 
