@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,7 +79,10 @@ def map_http_errors() -> Iterator[None]:
         # the OS-level cause (or the guard's refusal) says what really happened.
         cause = exc.__cause__
         reason = getattr(cause, "os_error", None) or (cause if isinstance(cause, OSError) else None)
-        if isinstance(reason, AddressRefused):
+        if isinstance(reason, AddressRefused) or (
+            # aiohttp joins the errors of several addresses into one OSError
+            isinstance(reason, OSError) and "deliveries to internal networks" in str(reason)
+        ):
             raise DeliveryRefused(str(reason)) from None
         if reason is not None and not isinstance(reason, TimeoutError):
             raise TransientDeliveryError(f"connection failed: {reason}") from None
@@ -89,6 +91,8 @@ def map_http_errors() -> Iterator[None]:
         raise TransientDeliveryError(f"connection failed: {exc or type(exc).__name__}") from None
     except httpx.HTTPError as exc:
         raise PermanentDeliveryError(f"request failed: {exc}") from None
+    except httpx.InvalidURL as exc:
+        raise PermanentDeliveryError(f"the listener URL cannot be used: {exc}") from None
 
 
 class Dispatcher:
@@ -125,8 +129,6 @@ class Dispatcher:
 
     async def _attempt(self, job: DeliveryJob, started: float) -> AttemptResult:
         listener = job.listener
-        if not self.policy.allow_all:
-            check_literal(urllib.parse.urlsplit(listener.url).hostname or "", self.policy)
         body = webhook_body(job)
         headers = {
             **listener.options.headers,
@@ -135,6 +137,10 @@ class Dispatcher:
         }
         total = listener.options.timeout or self.settings.delivery_timeout
         with map_http_errors():
+            if not self.policy.allow_all:
+                # The host as httpx will connect to it, after its normalisation (IDNA,
+                # dots); the socket factory checks the address again as it connects.
+                check_literal(httpx.URL(listener.url).host, self.policy)
             try:
                 async with asyncio.timeout(total):
                     async with self.client.stream(

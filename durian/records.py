@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeAlias, TypeVar, overload
 
 import msgspec
 
+from durian.addresses import host_problem
 from durian.exceptions import DecodeError, InvalidListener, RecordError
 from durian.match import spec_from_json
 
@@ -72,8 +73,9 @@ def listener_key(listener_id: str) -> bytes:
 def validate_url(url: str) -> str:
     """Refuse what can never be delivered to; return the URL unchanged.
 
-    Address checks (private networks, DNS) happen at delivery time, where the
-    address actually connected to is known.
+    The host must be written as HTTP clients will read it (``host_problem``).
+    Whether its address may be reached is decided when the listener is written,
+    for an IP literal (``AddressPolicy.url_refusal``), and at every connection.
     """
     if not isinstance(url, str) or not url:
         raise InvalidListener("the listener URL is empty")
@@ -95,6 +97,9 @@ def validate_url(url: str) -> str:
         )
     if port == 0:
         raise InvalidListener(f"the listener URL {url!r} has port 0")
+    problem = host_problem(parts.hostname)
+    if problem is not None:
+        raise InvalidListener(f"the listener URL {url!r} is refused: {problem}")
     if any(ch.isspace() for ch in url):
         raise InvalidListener(f"the listener URL {url!r} contains white space")
     return url

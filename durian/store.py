@@ -30,11 +30,13 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from durian.addresses import AddressPolicy
 from durian.conf import Settings
 from durian.exceptions import (
     BrokerUnavailable,
     DecodeError,
     DurianError,
+    InvalidListener,
     ListenerNotFound,
     PublishError,
 )
@@ -391,12 +393,20 @@ class ListenerStore:
     def put(self, *listeners: ListenerSpec, timeout: float = 30.0) -> None:
         """Write listener records (create or update); raise ``PublishError`` unless all land.
 
+        An active listener whose URL names an IP address the settings do not let
+        deliveries reach is refused with ``InvalidListener``, and nothing is written.
+
         On the embedded broker the last record goes in a batch of its own, so
         that the topic's end offset is right for readers that recover by it
         (see ``durian.kafka``).
         """
         if not listeners:
             return
+        policy = AddressPolicy.from_settings(self.settings)
+        for listener in listeners:
+            refusal = policy.url_refusal(listener.url) if listener.active else None
+            if refusal is not None:
+                raise InvalidListener(f"listener {listener.id}: {refusal}")
         *head, last = listeners
         for listener in head:
             self._produce(listener_key(listener.id), encode(listener))

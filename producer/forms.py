@@ -7,9 +7,11 @@ from typing import Any
 
 from django import forms
 
+from durian.addresses import AddressPolicy
 from durian.exceptions import InvalidListener
 from durian.match import compile_spec, deepmatch, spec_from_json, spec_to_json
 from durian.records import validate_url
+from producer.conf import get_settings
 
 __all__ = ["KINDS", "ListenerForm"]
 
@@ -75,11 +77,15 @@ class ListenerForm(forms.Form):
         return [(n, self[f"kind_{n}"], self[f"value_{n}"]) for n in self.hook_fields]
 
     def clean_url(self) -> str:
-        url = self.cleaned_data["url"].strip()
+        url: str = self.cleaned_data["url"].strip()
         try:
-            return validate_url(url)
+            validate_url(url)
         except InvalidListener as exc:
             raise forms.ValidationError(str(exc)) from None
+        refusal = AddressPolicy.from_settings(get_settings()).url_refusal(url)
+        if refusal is not None:
+            raise forms.ValidationError(refusal)
+        return url
 
     def clean_sample(self) -> dict[str, Any] | None:
         text = self.cleaned_data.get("sample", "").strip()

@@ -12,6 +12,8 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from durian.addresses import AddressPolicy
+from durian.exceptions import InvalidListener
 from durian.match import compile_spec, spec_to_json
 from durian.records import ListenerOptions, ListenerSpec, new_id
 from durian.signing import generate_secret
@@ -86,8 +88,14 @@ class Listener:
         )
 
     def save(self) -> ListenerSpec:
-        """Write the listener to the listeners topic; returns it, secret included."""
+        """Write the listener to the listeners topic; returns it, secret included.
+
+        Raises ``InvalidListener`` for a URL whose host is an IP address deliveries
+        may not reach (private, loopback, ...; see ``DURIAN_ADDRESS_ALLOWLIST``)."""
         spec = self.build()
+        refusal = AddressPolicy.from_settings(get_settings()).url_refusal(spec.url)
+        if refusal is not None:
+            raise InvalidListener(refusal)
         if self.hook.is_inline():
             from producer import inline
 

@@ -23,7 +23,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from durian.exceptions import BrokerUnavailable, DurianError
+from durian.exceptions import BrokerUnavailable, DurianError, InvalidListener
 from durian.records import ListenerOptions, ListenerSpec, RetiredSecret, decode, encode, new_id
 from durian.signing import generate_secret
 from durian.store import DeadLetters
@@ -237,7 +237,11 @@ def _replace(listener: ListenerSpec, **changes: Any) -> ListenerSpec:
 @_guarded("durian.change_listener")
 def listener_toggle(request: HttpRequest, listener_id: str) -> HttpResponse:
     listener = _listener(listener_id)
-    listener_store().put(_replace(listener, active=not listener.active))
+    try:
+        listener_store().put(_replace(listener, active=not listener.active))
+    except InvalidListener as exc:  # enabling one whose URL is refused now
+        messages.error(request, f"Listener {listener.id} not enabled: {exc}")
+        return redirect("durian:listener-detail", listener_id=listener.id)
     state = "disabled" if listener.active else "enabled"
     messages.success(request, f"Listener {listener.id} {state}.")
     return redirect("durian:listener-detail", listener_id=listener.id)

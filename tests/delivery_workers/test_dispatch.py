@@ -134,7 +134,7 @@ def test_a_refused_connection_is_transient() -> None:
 def test_private_addresses_are_refused_unless_allowed(receiver: Receiver) -> None:
     result = attempt(job(receiver.url("/internal")), ALLOW_PRIVATE_ADDRESSES=False)
     assert not result.ok and not result.retryable and not result.contacted
-    assert "non-public address (127.0.0.1)" in (result.error or "")
+    assert "127.0.0.1 is a non-public address" in (result.error or "")
     assert receiver.to("/internal") == []
 
 

@@ -79,6 +79,8 @@ def test_the_secret_is_shown_once_and_never_again(durian_site: conf.Settings) ->
     ("changes", "field", "message"),
     [
         ({"url": "ftp://example.com/x"}, "url", "must start with http:// or https://"),
+        ({"url": "http://192.168.1.1/x"}, "url", "192.168.1.1 is a non-public address"),
+        ({"url": "http://127\u30020\u30020\u30021/x"}, "url", "uses a non-ASCII dot"),
         ({"kind_name": "like", "value_name": "(unclosed"}, "value_name", "field &#x27;name&#x27;"),
         ({"kind_name": "is", "value_name": ""}, "value_name", "give a value to compare name with"),
         ({"sample": "[1]", "test": ""}, "sample", "must be a JSON object"),
