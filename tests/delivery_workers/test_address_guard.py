@@ -56,7 +56,8 @@ def loopback_hosts(draw: st.DrawFn) -> str:
     octets = [127, draw(st.integers(0, 255)), draw(st.integers(0, 255)), draw(st.integers(1, 254))]
     value = int(ipaddress.IPv4Address(".".join(map(str, octets))))
     form = draw(st.sampled_from(["dotted", "number", "short", "mapped"]))
-    styles = st.sampled_from(["dec", "oct", "hex", "pad"])
+    # Mostly plain decimal: the spelling a person writes, and the one a mapped dot hides.
+    styles = st.sampled_from(["dec", "dec", "dec", "dec", "oct", "hex", "pad"])
     if form == "number":
         return _part(value, draw(styles))
     if form == "short":  # 127.N: the last part fills the remaining 24 bits
@@ -64,9 +65,10 @@ def loopback_hosts(draw: st.DrawFn) -> str:
     if form == "mapped":
         return f"[::ffff:{'.'.join(map(str, octets))}]"
     parts = [_part(o, draw(styles)) for o in octets]
+    dots = st.sampled_from(DOTS) if draw(st.booleans()) else st.just(draw(st.sampled_from(DOTS)))
     host = parts[0]
     for part in parts[1:]:
-        host += draw(st.sampled_from(DOTS)) + part
+        host += draw(dots) + part
     return host + draw(st.sampled_from(["", "", "."]))
 
 

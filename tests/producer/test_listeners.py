@@ -44,7 +44,7 @@ def test_invalid_listeners_are_refused_before_anything_is_written(
         from durian.match import Like
 
         PersonHook().listener(url="https://e.com").match(name=Like("(?<=x)")).save()
-    with pytest.raises(InvalidListener, match="169.254.169.254 is a non-public address"):
+    with pytest.raises(InvalidListener, match=r"169\.254\.169\.254 is a non-public address"):
         PersonHook().listener(url="http://169.254.169.254/latest/meta-data").save()
     with pytest.raises(InvalidListener, match="non-ASCII dot"):
         PersonHook().listener(url="http://10\uff0e0\uff0e0\uff0e1/").save()
