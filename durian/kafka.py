@@ -25,7 +25,7 @@ only when ``Settings.embedded`` is true, never against a real cluster:
   Faust's own changelog writes use ``producer_max_batch_size=1``.
 * A produce reserves its offset before the record is stored: with two producers
   writing to one partition at once, a fetch can return offset N+1 while N is not
-  stored yet, and a client moves past N for good (measured: 1 to 5 of 6,000
+  stored yet, and a client moves past N for good (measured: 2 to 5 of 6,000
   records skipped in 5 of 7 runs with two producers). Every partition of
   durian's busy topics has several writers (web processes, stream workers,
   delivery workers), so every reader durian runs guards against it

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class StreamApp(faust.App):
-    """faust.App with three corrections.
+    """faust.App with four corrections.
 
     * No framework fixups: Faust's Django fixup would import the site's settings
       whenever DJANGO_SETTINGS_MODULE is set, and this role runs without Django.
@@ -49,6 +49,10 @@ class StreamApp(faust.App):
     * Its consumer reads every record even where the broker hands out a later one
       first (``stream_processor.consumer``; ``gap_patience`` says how long it waits
       for a hole to fill).
+    * Its consumer's "seek to committed" after a rebalance or recovery also rewinds a
+      partition that has no committed offset yet, to its beginning: Faust relies on
+      that seek to re-read records it dropped while flow stopped, and aiokafka skips
+      such partitions (``GuardedConsumerThread.seek_to_committed``).
     """
 
     gap_patience: float = 0.0

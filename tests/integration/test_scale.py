@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,8 +90,8 @@ def test_two_stream_and_two_delivery_workers_lose_nothing_under_load(
         producers = produce_events(pipe, f"r{round_}")
         if round_ == 0:  # workers join while the first events pour in
             for n in (1, 2):
-                pipe.start(f"stream-{n}", ["durian-stream"])
-                pipe.start(f"deliver-{n}", ["durian-deliver", "--concurrency", "32"])
+                pipe.start(f"stream-{n}", ["durian-stream", "-v"])
+                pipe.start(f"deliver-{n}", ["durian-deliver", "-v", "--concurrency", "32"])
         names = {}
         for producer in producers:
             out, _ = producer.communicate(timeout=120)
@@ -107,9 +108,13 @@ def test_two_stream_and_two_delivery_workers_lose_nothing_under_load(
             wait_for(arrived, 180, what="every job at the receiver")
         except BaseException:
             missing = len(expected - set(receiver.ids("/")))
-            logs = {name: pipe.log(name).splitlines()[-15:] for name in pipe.processes}
+            found = audit(pipe.settings, started - 1, grace=0)
+            no_job = Counter(m.event_at.split("@")[0] for m in found.missing_jobs)
+            no_outcome = Counter(m.last_seen.split("@")[0] for m in found.missing_outcomes)
             raise AssertionError(
-                f"{missing} of {len(expected)} jobs never arrived; {logs}"
+                f"{missing} of {len(expected)} jobs never arrived; the audit finds events "
+                f"without jobs on {dict(no_job)} and jobs without an outcome on "
+                f"{dict(no_outcome)}; logs in {pipe.logs}"
             ) from None
         report = audit(pipe.settings, started - 1, grace=0)
         assert report.ok, (report.missing_jobs[:5], report.missing_outcomes[:5])
