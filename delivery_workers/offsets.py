@@ -41,19 +41,19 @@ class OffsetTracker:
 
     def assign(self, tps: Iterable[TP]) -> None:
         """Partitions handed to this worker: tracked from now on, in a new epoch."""
-        with self._lock:
-            for tp in tps:
-                self._assigned.add(tp)
-                self._epoch[tp] = self._epoch.get(tp, 0) + 1
-                self._pending.pop(tp, None)
-                self._next.pop(tp, None)
-                self._committed.pop(tp, None)
+        self._new_epoch(tps, assigned=True)
 
     def forget(self, tps: Iterable[TP]) -> None:
         """Drop partitions that were revoked (their unfinished jobs will be redelivered)."""
+        self._new_epoch(tps, assigned=False)
+
+    def _new_epoch(self, tps: Iterable[TP], *, assigned: bool) -> None:
         with self._lock:
             for tp in tps:
-                self._assigned.discard(tp)
+                if assigned:
+                    self._assigned.add(tp)
+                else:
+                    self._assigned.discard(tp)
                 self._epoch[tp] = self._epoch.get(tp, 0) + 1
                 self._pending.pop(tp, None)
                 self._next.pop(tp, None)

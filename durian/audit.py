@@ -127,7 +127,7 @@ def judge(
 
     # Every job's records, in order: where it was, when it was due.
     job_seen: dict[str, tuple[float, str, str]] = {}  # id -> (due, location, listener id)
-    first_written: dict[str, float] = {}
+    judged: set[str] = set()  # jobs written to the deliveries topic within the window
     sources = [(0.0, deliveries, True), *((delay, rs, False) for delay, rs in tiers.items())]
     for delay, records, is_deliveries in sources:
         for record in records:
@@ -135,8 +135,8 @@ def judge(
             if not isinstance(job, DeliveryJob):
                 continue
             due = max(record.timestamp + delay, job.not_before or 0.0)
-            if is_deliveries:
-                first_written[job.id] = min(first_written.get(job.id, due), record.timestamp)
+            if is_deliveries and since <= record.timestamp <= until:
+                judged.add(job.id)
             if job.id not in job_seen or due >= job_seen[job.id][0]:
                 job_seen[job.id] = (due, record.location, job.listener.id)
 
@@ -156,7 +156,7 @@ def judge(
 
     # Every event has its jobs.
     for record in events:
-        if record.timestamp > until:
+        if not since <= record.timestamp <= until:
             continue
         event = read(record, Event)
         if not isinstance(event, Event):
@@ -182,8 +182,7 @@ def judge(
 
     # Every job has an outcome.
     for jid, (due, location, listener_id) in job_seen.items():
-        written = first_written.get(jid)
-        if written is None or written > until:
+        if jid not in judged:
             continue  # a tier record of an older job, or a job still on its way
         report.jobs += 1
         outcome = finished.get(jid)
@@ -220,25 +219,34 @@ def audit(
 ) -> AuditReport:
     """Read every topic of the pipeline from ``since`` (Unix time) and :func:`judge` it.
 
-    The listeners topic is read whole: a listener made long before ``since`` still applies.
+    The listeners topic is read whole: a listener made long before ``since`` still
+    applies. The outcome topics (retry tiers, attempts, dead letters, parked) are read
+    from the oldest event among the jobs written since then: a job written again after
+    a rebalance (the same id) may have been delivered before ``since``.
     """
     names = TopicNames(settings.topic_prefix)
     moment = time.time() if now is None else now
-    tiers = {delay: names.deliveries_retry(delay) for delay in set(settings.retry_schedule)}
-    since_topics = [
-        names.events, names.deliveries, *tiers.values(), names.attempts, names.dead, names.parked,
-    ]  # fmt: skip
-    read = read_since(
-        settings, {names.listeners: 0.0, **dict.fromkeys(since_topics, since)}, timeout
+    first = read_since(
+        settings, {names.listeners: 0.0, names.events: since, names.deliveries: since}, timeout
     )
+    oldest = since
+    for record in first[names.deliveries]:
+        try:
+            job = decode(record.value or b"", DeliveryJob)
+        except DecodeError:
+            continue  # judge() reports it
+        oldest = min(oldest, job.event.occurred_at.timestamp())
+    tiers = {delay: names.deliveries_retry(delay) for delay in set(settings.retry_schedule)}
+    outcome_topics = [*tiers.values(), names.attempts, names.dead, names.parked]
+    later = read_since(settings, dict.fromkeys(outcome_topics, oldest), timeout)
     return judge(
-        events=read[names.events],
-        listeners=read[names.listeners],
-        deliveries=read[names.deliveries],
-        tiers={delay: read[topic] for delay, topic in tiers.items()},
-        attempts=read[names.attempts],
-        dead=read[names.dead],
-        parked=read[names.parked],
+        events=first[names.events],
+        listeners=first[names.listeners],
+        deliveries=first[names.deliveries],
+        tiers={delay: later[topic] for delay, topic in tiers.items()},
+        attempts=later[names.attempts],
+        dead=later[names.dead],
+        parked=later[names.parked],
         since=since,
         now=moment,
         grace=grace,

@@ -17,9 +17,11 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
+from click.testing import CliRunner, Result
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from durian import conf
+from durian.cli import main
 from durian.embedded import EmbeddedBroker, EmbeddedRedis, redis_answers
 from durian.exceptions import BrokerUnavailable
 from durian.kafka import confluent_config
@@ -139,6 +141,16 @@ def topics(settings: conf.Settings) -> conf.Settings:
     """``settings`` with every durian topic created."""
     TopicAdmin(settings).ensure()
     return settings
+
+
+def durian_cli(settings: conf.Settings, *args: str) -> Result:
+    """Run the ``durian`` command in-process against ``settings``' broker and topics."""
+    env = {
+        "DURIAN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "DURIAN_TOPIC_PREFIX": settings.topic_prefix,
+        "DURIAN_EMBEDDED": str(settings.embedded).lower(),
+    }
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def read_messages(settings: conf.Settings, topic: str, timeout: float = 10.0) -> list[Message]:

@@ -22,6 +22,7 @@ from pytest_httpserver import HTTPServer
 from durian import conf
 from durian.store import TopicAdmin
 from producer import publish
+from tests.fast_receiver import FastReceiver
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -110,6 +111,14 @@ def pipeline(
         finally:
             publish.flush()
             pipe.stop_all()
+
+
+@pytest.fixture
+def fast_receiver() -> Iterator[FastReceiver]:
+    """An aiohttp receiver for load and fault tests (``tests.fast_receiver``)."""
+    server = FastReceiver().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,9 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from click.testing import CliRunner, Result
 from confluent_kafka import Producer
 
 from durian import conf
-from durian.cli import main
 from durian.kafka import confluent_config
 from durian.records import (
     Attempt,
@@ -25,17 +23,9 @@ from durian.records import (
 )
 from durian.signing import generate_secret
 from durian.topics import TopicNames
+from tests.conftest import durian_cli as durian
 
 pytestmark = pytest.mark.integration
-
-
-def durian(settings: conf.Settings, *args: str) -> Result:
-    env = {
-        "DURIAN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "DURIAN_TOPIC_PREFIX": settings.topic_prefix,
-        "DURIAN_EMBEDDED": str(settings.embedded).lower(),
-    }
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 class Writer:
@@ -94,3 +84,28 @@ def test_audit_names_an_event_without_its_job_and_a_job_without_an_outcome(
     # Records younger than the grace are not judged yet.
     waiting = durian(topics, "audit", "--since", "10m", "--grace", "3600")
     assert "0 event(s), 0 job(s) (none)" in waiting.output and waiting.exit_code == 0
+
+
+def test_a_job_written_again_after_its_delivery_counts_as_delivered(
+    topics: conf.Settings,
+) -> None:
+    # A stream worker that re-reads events after a rebalance writes their jobs again (the
+    # same ids); the delivery workers skip them as delivered, before the audited window.
+    w = Writer(topics)
+    listener = ListenerSpec(
+        id="lst_again", hook="person", url="https://example.com/hook", secret=generate_secret()
+    )
+    w.write(w.names.listeners, listener_key(listener.id), listener, ago=300)
+    event = Event(
+        id="evt_again", hook="person", occurred_at=datetime.fromtimestamp(time.time() - 120, UTC),
+        data={},
+    )  # fmt: skip
+    job = DeliveryJob(id=job_id(event.id, listener.id), event=event, listener=listener)
+    w.write(w.names.events, event_key("person", event.id), event, ago=120)
+    w.write(w.names.deliveries, listener_key(listener.id), job, ago=119)
+    w.delivered(job, ago=118)
+    w.write(w.names.deliveries, listener_key(listener.id), job, ago=5)  # written again
+
+    result = durian(topics, "audit", "--since", "1m", "--grace", "0")
+    assert result.exit_code == 0, result.output
+    assert "0 event(s), 1 job(s) (delivered 1)" in result.output

@@ -48,10 +48,8 @@ JOIN = 60.0  # the first delivery waits for the worker to join its group
 
 
 @pytest.fixture
-def receiver() -> Iterator[FastReceiver]:
-    server = FastReceiver().start()
-    yield server
-    server.stop()
+def receiver(fast_receiver: FastReceiver) -> FastReceiver:
+    return fast_receiver
 
 
 @pytest.fixture

@@ -7,26 +7,17 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from durian import conf
-from durian.cli import main
 from durian.kafka import confluent_config
 from durian.records import ListenerSpec, decode, encode
 from durian.signing import generate_secret
 from durian.store import ListenerStore, TopicAdmin
 from durian.topics import TopicNames
+from tests.conftest import durian_cli as durian
 from tests.conftest import read_topic
-
-
-def durian(settings: conf.Settings, *args: str) -> Result:
-    env = {
-        "DURIAN_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "DURIAN_TOPIC_PREFIX": settings.topic_prefix,
-        "DURIAN_EMBEDDED": str(settings.embedded).lower(),
-    }
-    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def raw_records(settings: conf.Settings) -> list[tuple[str, bytes | None]]:

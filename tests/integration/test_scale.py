@@ -35,10 +35,8 @@ ROUNDS = int(os.environ.get("DURIAN_TEST_SCALE_ROUNDS", "1"))
 
 
 @pytest.fixture
-def receiver() -> Iterator[FastReceiver]:
-    server = FastReceiver().start()
-    yield server
-    server.stop()
+def receiver(fast_receiver: FastReceiver) -> FastReceiver:
+    return fast_receiver
 
 
 @pytest.fixture
@@ -108,7 +106,7 @@ def test_two_stream_and_two_delivery_workers_lose_nothing_under_load(
             wait_for(arrived, 180, what="every job at the receiver")
         except BaseException:
             missing = len(expected - set(receiver.ids("/")))
-            found = audit(pipe.settings, started - 1, grace=0)
+            found = audit(pipe.settings, started, grace=0)
             no_job = Counter(m.event_at.split("@")[0] for m in found.missing_jobs)
             no_outcome = Counter(m.last_seen.split("@")[0] for m in found.missing_outcomes)
             raise AssertionError(
@@ -116,10 +114,12 @@ def test_two_stream_and_two_delivery_workers_lose_nothing_under_load(
                 f"without jobs on {dict(no_job)} and jobs without an outcome on "
                 f"{dict(no_outcome)}; logs in {pipe.logs}"
             ) from None
-        report = audit(pipe.settings, started - 1, grace=0)
+        # Since this round began: its events, and its jobs (a job of an earlier round
+        # written again, say after a rebalance, counts too, delivered or not).
+        report = audit(pipe.settings, started, grace=0)
         assert report.ok, (report.missing_jobs[:5], report.missing_outcomes[:5])
         assert report.events == PRODUCERS * EVENTS and report.unverifiable == 0
-        assert report.outcomes["delivered"] == report.jobs == len(expected) // (round_ + 1)
+        assert report.outcomes["delivered"] == report.jobs >= len(expected) // (round_ + 1)
         print(
             f"round {round_ + 1}/{ROUNDS}: {report.events} events from {PRODUCERS} producers, "
             f"{report.jobs} jobs, all delivered, audit ok in "
