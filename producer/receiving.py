@@ -14,9 +14,12 @@ The decorator answers, before the view runs:
 * 401 when a header is missing, the timestamp is outside ``tolerance`` seconds,
   or no signature matches (several secrets may be given during a rotation);
 * 400 when the body is not a JSON object;
-* 200 without calling the view again for a ``webhook-id`` seen within
-  ``dedupe`` seconds (Django's cache; off unless given), because a sender
-  delivers at least once.
+* with ``dedupe`` (seconds; Django's cache; off unless given), because a sender
+  delivers at least once: 200 without calling the view again for a
+  ``webhook-id`` the view answered with a 2xx within ``dedupe`` seconds, and
+  409 (retry later) while the same id is in the view on another request. A
+  webhook the view answered with anything else, or raised on, is taken again:
+  the sender's retry is processed, never swallowed.
 
 It exempts the view from CSRF (the signature is the proof of origin) and the
 answer never shows the secret or a stack trace.
@@ -44,6 +47,10 @@ __all__ = ["Webhook", "listens"]
 logger = logging.getLogger(__name__)
 
 Secrets = str | Iterable[str] | Callable[[HttpRequest], str | Iterable[str]]
+
+_TAKEN, _DONE = "taken", "done"
+#: Seconds a webhook id stays claimed by a request still in the view (at most).
+_TAKEN_FOR = 300
 
 
 @dataclass(frozen=True)
@@ -80,14 +87,16 @@ def listens(
         @functools.wraps(view)
         def receive(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method != "POST":
-                response = JsonResponse({"error": "webhooks are POSTed"}, status=405)
-                response["Allow"] = "POST"
-                return response
+                refused = JsonResponse({"error": "webhooks are POSTed"}, status=405)
+                refused["Allow"] = "POST"
+                return refused
             body = request.body
+            secrets = _secrets(secret, request)
+            if not secrets:
+                logger.error("refused a webhook to %s: the secret function gave none", request.path)
+                return JsonResponse({"error": "signature refused: no secret"}, status=401)
             try:
-                msg_id = verify(
-                    body, request.headers, _secrets(secret, request), tolerance=tolerance
-                )
+                msg_id = verify(body, request.headers, secrets, tolerance=tolerance)
             except SignatureError as exc:
                 logger.warning("refused a webhook to %s: %s", request.path, exc)
                 return JsonResponse({"error": f"signature refused: {exc}"}, status=401)
@@ -98,8 +107,15 @@ def listens(
             if not isinstance(payload, dict):
                 return JsonResponse({"error": "the body is not a JSON object"}, status=400)
             key = f"durian:webhook:{msg_id}"
-            if dedupe and not caches[cache].add(key, 1, timeout=dedupe):
-                return JsonResponse({"duplicate": msg_id}, status=200)
+            store = caches[cache]
+            if dedupe and not store.add(key, _TAKEN, timeout=min(dedupe, _TAKEN_FOR)):
+                if store.get(key) == _DONE:
+                    return JsonResponse({"duplicate": msg_id}, status=200)
+                busy = JsonResponse(
+                    {"error": f"webhook {msg_id} is being processed; retry later"}, status=409
+                )
+                busy["Retry-After"] = "5"
+                return busy
             data = payload.get("data")
             webhook = Webhook(
                 id=msg_id,
@@ -109,11 +125,17 @@ def listens(
                 payload=payload,
             )
             try:
-                return view(request, webhook, *args, **kwargs)
+                response: HttpResponse = view(request, webhook, *args, **kwargs)
             except BaseException:
                 if dedupe:  # not handled: let the sender's retry through
-                    caches[cache].delete(key)
+                    store.delete(key)
                 raise
+            if dedupe:
+                if 200 <= response.status_code < 300:
+                    store.set(key, _DONE, timeout=dedupe)
+                else:
+                    store.delete(key)
+            return response
 
         return receive
 

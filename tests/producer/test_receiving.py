@@ -21,6 +21,7 @@ def fresh() -> Iterator[None]:
 
     cache.clear()
     views.received.clear()
+    views.statuses.clear()
     yield
 
 
@@ -92,3 +93,30 @@ def test_a_repeated_webhook_id_reaches_the_view_once() -> None:
 def test_only_post_is_accepted() -> None:
     response = Client().get("/hooks/person/")
     assert response.status_code == 405 and response["Allow"] == "POST"
+
+
+def test_a_webhook_the_view_did_not_accept_is_processed_on_the_retry() -> None:
+    views.statuses.extend([503, 500])
+    headers = signature_headers("msg_6", BODY, [views.SECRET])
+    assert post(BODY, headers).status_code == 503
+    assert post(BODY, headers).status_code == 500
+    assert post(BODY, headers).status_code == 200
+    assert post(BODY, headers).json() == {"duplicate": "msg_6"}
+    assert len(views.received) == 3
+
+
+def test_the_same_id_in_the_view_elsewhere_is_asked_to_come_back() -> None:
+    from django.core.cache import cache
+
+    cache.add("durian:webhook:msg_7", "taken")  # another request is in the view
+    response = post(BODY, signature_headers("msg_7", BODY, [views.SECRET]))
+    assert response.status_code == 409 and response["Retry-After"] == "5"
+    assert views.received == []
+
+
+def test_a_secret_function_that_gives_no_secret_is_401_not_500() -> None:
+    body_headers = signature_headers("msg_8", BODY, [views.SECRET])
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in body_headers.items()}
+    response = Client().post("/hooks/nobody/", data=BODY, content_type="application/json", **extra)
+    assert response.status_code == 401 and "no secret" in response.json()["error"]
+    assert views.received == []
