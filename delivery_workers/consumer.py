@@ -188,11 +188,28 @@ class DeliveryWorker:
         self.stopping.set()
 
     async def _drain(self) -> None:
-        if self._tasks:
-            timeout = self.settings.delivery_timeout + self.short_wait + 5
-            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
+        """Let the jobs in hand finish, still a good member of the group.
+
+        Every partition is paused (one assigned meanwhile, too) and the consumer keeps
+        polling, so a rebalance is served at once: in a rolling restart the new worker
+        joins while this one finishes. A worker that stopped polling here held every
+        rebalance until it left, and its own leaving could then hang in ``close()``
+        (measured: the new worker was never assigned).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.delivery_timeout + self.short_wait + 5
+        try:
+            self._consumer.pause(self._consumer.assignment())
+        except KafkaException as exc:
+            logger.warning("cannot pause before stopping: %s", exc.args[0].str())
+        while self._tasks and loop.time() < deadline:
+            # Serves rebalance callbacks; a record fetched before the pause is not taken
+            # (not tracked, so never committed: its partition's owner reads it again).
+            await asyncio.to_thread(self._consumer.consume, 100, 0.1)
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=0.05)
+        for task in self._tasks:
+            task.cancel()
 
     def _start(self, message: Message) -> None:
         error = message.error()
@@ -597,7 +614,9 @@ class DeliveryWorker:
     async def _commit_every(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            self._commit()
+            # In a thread: a synchronous commit waits for the group coordinator, for
+            # seconds during a rebalance, and the event loop has requests to serve.
+            await asyncio.to_thread(self._commit)
 
     def _commit(self, tps: list[TP] | None = None, *, force: bool = False) -> None:
         positions = self.tracker.committable(tps, force=force)
@@ -614,7 +633,10 @@ class DeliveryWorker:
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # A partition paused for its tier's head before a rebalance may come back still
         # paused, with no timer of ours left to resume it: start every assignment fresh.
-        consumer.resume(partitions)
+        if self.stopping.is_set():
+            consumer.pause(partitions)  # draining: take no new jobs
+        else:
+            consumer.resume(partitions)
         self.tracker.assign((p.topic, p.partition) for p in partitions)
         self._reader.expect_assigned(partitions)
         logger.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))

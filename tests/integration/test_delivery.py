@@ -380,3 +380,34 @@ def test_healthy_endpoints_keep_their_throughput_while_half_time_out(
         f"the endpoints time out ({with_stuck / alone:.0%})"
     )
     assert with_stuck >= 0.8 * alone
+
+
+def test_a_rolling_restart_under_load_hands_the_work_over(
+    workers: Pipeline, receiver: FastReceiver
+) -> None:
+    # The normal deploy: the old worker is told to stop while the new one starts. The
+    # old one drains its jobs in hand while still serving the group's rebalance, so the
+    # new one is assigned at once and the old one leaves cleanly.
+    target = listener(receiver.url("/roll"))
+    deliver(workers, "deliver-1")
+    deliver(workers, "deliver-2")
+    warm = jobs_for(target, 10)
+    produce(workers.settings, warm)
+    wait_for(lambda: len(receiver.to("/roll")) >= 10, JOIN, what="both workers")
+    assert workers.stop("deliver-1") == 0
+    receiver.answer = lambda _hit: Answer(delay=0.05)  # jobs stay in hand while it stops
+    load = jobs_for(target, 1500)
+    produce(workers.settings, load)
+    wait_for(lambda: len(receiver.to("/roll")) >= 110, 60, what="load to build up")
+    old = workers.processes.pop("deliver-2")
+    old.terminate()
+    deliver(workers, "deliver-3")
+    handed_over = time.monotonic()
+    assert old.wait(30) == 0, "the old worker did not leave within 30 s"
+    expected = {job.id for job in warm + load}
+    wait_for(lambda: set(receiver.ids("/roll")) >= expected, 90, what="every job")
+    assert "assigned" in workers.log("deliver-3")
+    print(
+        f"rolling restart under load: every job delivered {time.monotonic() - handed_over:.1f} s "
+        "after the old worker was told to stop"
+    )
