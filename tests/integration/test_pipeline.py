@@ -200,12 +200,13 @@ def test_two_delivery_workers_share_the_group_and_every_job_arrives(
     assert "assigned" in pipeline.log("deliver-1") and "assigned" in pipeline.log("deliver-2")
 
 
-@pytest.mark.parametrize("stop", ["terminate", "kill"])
+@pytest.mark.parametrize("stop", ["terminate", "kill", "rolling"])
 def test_no_event_is_skipped_across_a_stream_worker_restart(
     pipeline: Pipeline, receiver: Receiver, stop: str
 ) -> None:
-    """SIGTERM, or kill -9 while events are in flight: after a restart every event is
-    delivered (at least once; a job made twice has one id and is sent once)."""
+    """SIGTERM, kill -9 while events are in flight, or a rolling restart (the new worker
+    starts as the old one is told to stop): every event is delivered (at least once; a
+    job made twice has one id and is sent once)."""
     tok = uuid.uuid4().hex[:8]
     path = f"/{tok}/restart"
     hook = hooks.get("invoice.paid")
@@ -214,23 +215,32 @@ def test_no_event_is_skipped_across_a_stream_worker_restart(
         for n in range(30):
             hook.send(number=f"{tok}-a{n}", amount=n)
     wait_for(lambda: len(counted(receiver, path)) >= 30, LATER, what="the first 30")
-    if stop == "kill":
+    if stop in ("kill", "rolling"):
         with transaction.atomic():
             for n in range(30):
-                hook.send(number=f"{tok}-c{n}", amount=n)  # in flight when the worker dies
+                hook.send(number=f"{tok}-c{n}", amount=n)  # in flight when the worker goes
         publish.flush()
+    if stop == "rolling":
+        old = pipeline.processes.pop("stream")
+        old.terminate()
+        pipeline.start("stream", ["durian-stream", "-v"])
+        assert old.wait(60) == 0
+    elif stop == "kill":
         pipeline.kill("stream")
     else:
         assert pipeline.stop("stream") == 0
     with transaction.atomic():
         for n in range(30):
-            hook.send(number=f"{tok}-b{n}", amount=n)  # produced while no stream worker runs
-    pipeline.start("stream", ["durian-stream", "-v"])
+            hook.send(number=f"{tok}-b{n}", amount=n)  # while the new worker starts
+    if stop != "rolling":
+        pipeline.start("stream", ["durian-stream", "-v"])
 
     def delivered() -> set[str]:
         return {json.loads(r.body)["data"]["number"] for r in counted(receiver, path)}
 
-    expected = {f"{tok}-{x}{n}" for x in ("abc" if stop == "kill" else "ab") for n in range(30)}
+    expected = {
+        f"{tok}-{x}{n}" for x in ("ab" if stop == "terminate" else "abc") for n in range(30)
+    }
     try:
         wait_for(lambda: delivered() >= expected, FIRST, what="every event after the restart")
     except BaseException:
