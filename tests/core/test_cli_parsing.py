@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 import pytest
@@ -42,3 +46,16 @@ def test_anything_else_says_what_is_expected() -> None:
 def test_dead_letter_commands_refuse_to_guess(args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize("command", ["durian", "durian-stream", "durian-deliver"])
+def test_help_needs_no_broker(command: str) -> None:
+    from durian.embedded import free_port
+
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / command), "--help"],
+        env={**os.environ, "DURIAN_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"},
+        capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout.lower() and "Traceback" not in result.stderr
