@@ -70,6 +70,8 @@ def _version(listener: ListenerSpec) -> float:
 
 #: An endpoint with requests in flight and no answer for this long counts as stalled.
 _STALLED_AFTER = 0.25
+#: Seconds between two warnings about dead letters of one listener.
+_WARN_EVERY = 60.0
 
 
 class _Endpoint:
@@ -133,6 +135,8 @@ class DeliveryWorker:
         self._held: Counter[str] = Counter()
         #: Breakers this worker saw open, and until when (a cache of Redis's answer).
         self._open: dict[str, float] = {}
+        #: When this worker last warned about each listener's dead letters.
+        self._warned: dict[str, float] = {}
         self._store: ListenerStore | None = None
         self._producer = Producer(confluent_config(settings, "writer", logger=_kafka_log))
         self._consumer = Consumer(
@@ -499,11 +503,29 @@ class DeliveryWorker:
             waits.append(self._produce_job(follow_up[0], job, **follow_up[1]))
         await asyncio.gather(*waits)
         self.stats[outcome] += 1
-        if not result.ok:
+        if outcome == "dead" and self._warn_now(job.listener.id):
+            logger.warning(
+                "job %s to listener %s (%s) is a dead letter after attempt %d: %s "
+                "(more of this listener's in the next %.0f s are logged at INFO; "
+                "`durian dlq list --listener %s` shows them)",
+                job.id, job.listener.id, job.listener.url, job.attempt, result.error,
+                _WARN_EVERY, job.listener.id,
+            )  # fmt: skip
+        elif not result.ok:
             logger.info(
                 "job %s to %s: attempt %d %s (%s)",
                 job.id, job.listener.id, job.attempt, outcome, result.error,
             )  # fmt: skip
+
+    def _warn_now(self, listener_id: str) -> bool:
+        """Whether a warning about ``listener_id`` is due (one per ``_WARN_EVERY``)."""
+        now = self.clock()
+        if now - self._warned.get(listener_id, float("-inf")) < _WARN_EVERY:
+            return False
+        if len(self._warned) > 10_000:
+            self._warned = {lid: t for lid, t in self._warned.items() if now - t < _WARN_EVERY}
+        self._warned[listener_id] = now
+        return True
 
     # -- endpoint health: breaker news and disabling ----------------------------
 

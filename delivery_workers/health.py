@@ -105,8 +105,9 @@ if redis.call('GET', KEYS[2]) == ARGV[9] then redis.call('DEL', KEYS[2]) end
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
   if redis.call('HEXISTS', KEYS[3], 'fails') == 1 then
+    local was_open = redis.call('HEXISTS', KEYS[3], 'open_until') == 1
     redis.call('HDEL', KEYS[3], 'fails', 'since', 'open_until', 'probe_until')
-    return {'recovered', '0', '0'}
+    if was_open then return {'recovered', '0', '0'} end
   end
   return {'ok', '0', '0'}
 end

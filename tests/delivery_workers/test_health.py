@@ -160,3 +160,15 @@ def test_without_redis_deliveries_go_on(caplog: pytest.LogCaptureFixture) -> Non
     down = f"redis://127.0.0.1:{free_port()}/0"
     assert run(down, body) == ("go", "ok")
     assert "delivering without it" in caplog.text
+
+
+def test_a_success_after_failures_below_the_threshold_is_no_recovery(redis_url: str) -> None:
+    # The breaker never opened, so there is nothing to announce as closed again.
+    async def body(health: EndpointHealth, clock: Clock) -> list[str]:
+        await admit(health, "t1")
+        failed = await health.settle("t1", "lst_1", ok=False, counts=True)
+        await admit(health, "t2")
+        ok = await health.settle("t2", "lst_1", ok=True, counts=False)
+        return [failed.state, ok.state]
+
+    assert run(redis_url, body) == ["failing", "ok"]

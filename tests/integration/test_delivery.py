@@ -411,3 +411,20 @@ def test_a_rolling_restart_under_load_hands_the_work_over(
         f"rolling restart under load: every job delivered {time.monotonic() - handed_over:.1f} s "
         "after the old worker was told to stop"
     )
+
+
+def test_a_refused_delivery_is_a_warning_once_a_minute_per_listener(
+    workers: Pipeline, receiver: FastReceiver
+) -> None:
+    # The default log level is WARNING: someone pointing a listener at their laptop must
+    # see why nothing arrives, without a flood when many jobs are refused.
+    target = listener(receiver.url("/laptop"))
+    deliver(workers, "deliver-1", env={"DURIAN_ALLOW_PRIVATE_ADDRESSES": "false"})
+    produce(workers.settings, jobs_for(target, 3))
+    dead = TopicNames(workers.settings.topic_prefix).dead
+    wait_for(lambda: len(read_topic(workers.settings, dead)) >= 3, JOIN, what="3 dead letters")
+    warnings = [line for line in workers.log("deliver-1").splitlines() if " WARNING " in line]
+    refused = [line for line in warnings if "is a dead letter" in line]
+    assert len(refused) == 1, warnings
+    assert target.id in refused[0] and "127.0.0.1 is a non-public address" in refused[0]
+    assert receiver.to("/laptop") == []
