@@ -10,7 +10,9 @@ Roles call :func:`load` once, at start-up, and pass the ``Settings`` down.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
 import os
 import tomllib
 import urllib.parse
@@ -23,6 +25,8 @@ import msgspec
 from durian.exceptions import ImproperlyConfigured
 
 __all__ = ["Problem", "Settings", "check", "env_name", "load"]
+
+logger = logging.getLogger(__name__)
 
 _Positive = Annotated[int, msgspec.Meta(ge=1)]
 _Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -175,6 +179,7 @@ def load(
     for name in fields:
         if env_name(name) in env:
             raw[name] = (env_name(name), _from_env(env[env_name(name)], fields[name].type))
+    _warn_unknown(env, fields)
 
     for key, value in (overrides or {}).items():
         _take(raw, problems, fields, str(key).lower(), f"DURIAN[{key!r}]", value)
@@ -185,13 +190,28 @@ def load(
             values[name] = msgspec.convert(value, fields[name].type, strict=False)
         except msgspec.ValidationError as exc:
             problems.append(f"{where}={_show(name, value)} is invalid: {_reason(exc)}")
+    # The rules across fields are checked too, on the values that are valid, so that
+    # every problem is reported at once.
+    settings = Settings(**values)
+    problems += [f"{p.msg} {p.hint}".strip() for p in check(settings) if p.level == "error"]
     if problems:
         raise ImproperlyConfigured(problems)
-    settings = Settings(**values)
-    errors = [p for p in check(settings) if p.level == "error"]
-    if errors:
-        raise ImproperlyConfigured([f"{p.msg} {p.hint}".strip() for p in errors])
     return settings
+
+
+#: Environment names that start with DURIAN_ and are not settings.
+_NOT_SETTINGS = ("DURIAN_CONFIG_FILE", "DURIAN_TEST_")
+
+
+def _warn_unknown(env: Mapping[str, str], fields: Mapping[str, Any]) -> None:
+    """A misspelled ``DURIAN_*`` variable would be ignored in silence: say so."""
+    known = [env_name(name) for name in fields]
+    for name in env:
+        if not name.startswith("DURIAN_") or name in known or name.startswith(_NOT_SETTINGS):
+            continue
+        close = difflib.get_close_matches(name[7:].lower(), list(fields), n=1, cutoff=0.7)
+        hint = f"; did you mean {env_name(close[0])}?" if close else ""
+        logger.warning("%s is not a durian setting and is ignored%s", name, hint)
 
 
 def check(settings: Settings) -> list[Problem]:

@@ -115,3 +115,30 @@ def test_every_setting_is_documented() -> None:
         assert f"| `{field.name}` |" in text, f"docs/configuration.md lacks {field.name}"
     for problem_id in ("E001", "E002", "E003", "W001", "W002", "W003", "W004", "W005"):
         assert f"durian.{problem_id}" in text
+
+
+def test_field_errors_and_cross_field_errors_come_together() -> None:
+    environ = {
+        "DURIAN_EVENTS_PARTITIONS": "many",
+        "DURIAN_BOOTSTRAP_SERVERS": "",
+        "DURIAN_REDIS_URL": "http://cache",
+    }
+    with pytest.raises(ImproperlyConfigured) as caught:
+        conf.load(environ=environ)
+    text = str(caught.value)
+    assert "DURIAN_EVENTS_PARTITIONS='many' is invalid" in text
+    assert "DURIAN_BOOTSTRAP_SERVERS is empty" in text
+    assert "DURIAN_REDIS_URL must be a redis://" in text
+
+
+def test_a_misspelled_variable_is_named_with_the_closest_setting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="durian.conf"):
+        conf.load(environ={"DURIAN_RETRY_JITER": "0.1", "DURIAN_CONFIG_FILE": "", "DURIAN_X": "1"})
+    assert (
+        "DURIAN_RETRY_JITER is not a durian setting and is ignored; did you mean "
+        "DURIAN_RETRY_JITTER?" in caplog.text
+    )
+    assert "DURIAN_X is not a durian setting and is ignored\n" in caplog.text + "\n"
+    assert "DURIAN_CONFIG_FILE" not in caplog.text
