@@ -20,7 +20,7 @@ import msgspec
 
 from durian import conf
 from durian.audit import audit
-from durian.embedded import EmbeddedStack
+from durian.embedded import EmbeddedStack, hide_password
 from durian.exceptions import DecodeError, DurianError, InvalidListener
 from durian.match import Any as AnyMatcher
 from durian.match import Is, Matcher, compile_spec, spec_from_json, spec_to_json
@@ -98,9 +98,12 @@ def up(obj: _Context, port: int | None) -> None:
             statuses = TopicAdmin(settings).ensure()
             click.echo(f"durian up: topics  {len(statuses)} ready under {settings.topic_prefix}.*")
             click.echo("durian up: ready. In another shell:")
+            redis = ""
+            if stack.redis_url != conf.Settings().redis_url:  # not the default: say which
+                redis = f" DURIAN_REDIS_URL={hide_password(stack.redis_url)}"
             click.echo(
                 f"    export DURIAN_EMBEDDED=true "
-                f"DURIAN_BOOTSTRAP_SERVERS={stack.bootstrap_servers}"
+                f"DURIAN_BOOTSTRAP_SERVERS={stack.bootstrap_servers}{redis}"
             )
             click.echo("    durian listeners add --hook person --url https://example.com/hook")
             click.echo("durian up: Ctrl-C stops everything.")

@@ -40,6 +40,7 @@ __all__ = [
     "EmbeddedRedis",
     "EmbeddedStack",
     "free_port",
+    "hide_password",
     "port_is_free",
     "spawn",
 ]
@@ -304,7 +305,7 @@ class EmbeddedStack:
             if self._start_redis:
                 self.redis_url = self._ensure_redis()
                 where = "started here" if self.redis else "already running"
-                say(f"redis   {_hide_password(self.redis_url)} ({where})")
+                say(f"redis   {hide_password(self.redis_url)} ({where})")
         except BaseException:
             self.stop()
             raise
@@ -340,7 +341,8 @@ class EmbeddedStack:
         self.stop()
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
+    """``url`` with its password, if any, replaced by stars: fit for a log or a terminal."""
     parts = urllib.parse.urlsplit(url)
     if not parts.password:
         return url

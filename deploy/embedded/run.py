@@ -114,7 +114,7 @@ def main() -> None:
             "and printed by the demo receiver)  Ctrl-C stops.")  # fmt: skip
         while all(child.poll() is None for child in children) and stack.broker.running:
             time.sleep(0.5)
-        say("a process exited on its own; stopping everything (logs: {logs})")
+        say(f"a process exited on its own; stopping everything (logs: {logs})")
     except KeyboardInterrupt:
         say("stopping")
     finally:
