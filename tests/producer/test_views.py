@@ -135,3 +135,17 @@ def test_replaying_dead_letters_needs_its_own_permission(durian_site: conf.Setti
     viewer = client_for("view_listener")
     assert viewer.get("/webhooks/dead-letters/").status_code == 200
     assert viewer.post("/webhooks/dead-letters/", {"job": "msg_1"}).status_code == 403
+
+
+def test_times_on_a_listener_page_carry_their_zone(durian_site: conf.Settings) -> None:
+    from django.test import override_settings
+
+    client = client_for("view_listener", "add_listener")
+    detail = client.post("/webhooks/hooks/person/listeners/new/", FORM)["Location"]
+    for zone, shown in (("UTC", "UTC"), ("Europe/Oslo", "CES?T")):
+        with override_settings(TIME_ZONE=zone):
+            page = client.get(detail).content.decode()
+        created = re.search(r"<dt>Created</dt><dd>([^<]*)</dd>", page)
+        assert created is not None and re.fullmatch(
+            rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {shown}", created.group(1)
+        ), created

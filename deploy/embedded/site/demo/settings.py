@@ -11,6 +11,7 @@ SECRET_KEY = os.environ.get("DEMO_SECRET_KEY", "demo-only-not-secret")
 DEBUG = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 USE_TZ = True
+TIME_ZONE = "UTC"  # the times the web interface shows carry their zone
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
