@@ -9,6 +9,7 @@ a crash.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -41,7 +42,12 @@ class ListenerTable(faust.GlobalTable):
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         events = list(batch)
-        super().apply_changelog_batch(events)
+        for event in events:  # one at a time, so that a bad record is named by its location
+            message = event.message
+            decode_here = functools.partial(
+                self._decode, partition=message.partition, offset=message.offset
+            )
+            self.data.apply_changelog_batch([event], to_key=self._to_key, to_value=decode_here)
         for event in events:
             key = self._to_key(event.key)
             current = self.data.get(key)
@@ -56,12 +62,18 @@ class ListenerTable(faust.GlobalTable):
         return k.decode() if isinstance(k, bytes) else k
 
     def _to_value(self, v: Any) -> Any:
+        return self._decode(v)
+
+    def _decode(self, v: Any, partition: int | None = None, offset: int | None = None) -> Any:
         if v is None:
             return None
         if isinstance(v, ListenerSpec):
             return v
         try:
-            return decode(v, ListenerSpec, topic=self.changelog_topic_name)
+            return decode(
+                v, ListenerSpec, topic=self.changelog_topic_name, partition=partition,
+                offset=offset,
+            )  # fmt: skip
         except DecodeError as exc:
             self.invalid += 1
             logger.error("unreadable listener record ignored: %s", exc)

@@ -8,6 +8,7 @@ and an HTTP receiver that checks every request with the public
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import Counter
 
@@ -286,6 +287,9 @@ def test_a_malformed_record_in_every_topic_is_parked_and_the_workers_go_on(
         return {source.rsplit("[", 1)[0] for source in records}
 
     wait_for(lambda: parked_sources() >= set(consumed), LATER, interval=0.5, what="all parked")
+    # The unreadable listener record is skipped, and named where it is.
+    named = rf"unreadable listener record ignored: .*\(at {re.escape(names.listeners)}\[0\]@\d+\)"
+    wait_for(lambda: re.search(named, pipeline.log("stream")), LATER, what="the bad listener")
     # Both workers are alive and still deliver.
     tok = uuid.uuid4().hex[:8]
     live_invoice_listener(receiver, f"/{tok}/after-garbage", tok)
