@@ -28,6 +28,7 @@ check: lint test
 bench: setup
 	@$(BIN)/python benchmarks/listeners.py
 	@$(BIN)/python benchmarks/delivery.py
+	@$(BIN)/python benchmarks/index.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,28 +1,39 @@
 """The listener index: which listeners can match an event, without scanning them all.
 
-Listeners are grouped by hook. Within a hook, a listener whose spec requires a
-field to equal a value (``Is``) is filed under one such (field, value) pair; an
-event only looks at the buckets its own field values point to, plus the
-listeners with no equality condition. Every candidate is then checked with the
-full matcher. So the cost of an event grows with the listeners that could
-match it, not with how many listeners exist.
+Listeners are grouped by hook. Within a hook, each listener is filed under one
+condition that an event must meet for it to match, the most selective it has:
+
+* an ``Is`` condition: a hash bucket per (field, value); an event looks at the
+  buckets its own field values point to;
+* else a ``Startswith`` (``Endswith``) condition: a bucket per (field, prefix) (or
+  suffix), with the prefix lengths in use counted per field; an event looks at
+  one bucket per distinct length, with its value's prefix (suffix) of that length;
+* else the scan list: listeners with no such condition (only ``Any``,
+  ``Contains``, ``Like``, or nothing), looked at for every event.
+
+Every candidate is then checked with the full matcher. So the cost of an event
+grows with the listeners that could match it and with the distinct prefix
+lengths in use, not with how many listeners exist. Adding, changing or removing a
+listener touches one bucket.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from durian.match import deepmatch, equality_keys, spec_from_json
+from durian.match import Endswith, Is, Startswith, deepmatch, spec_from_json
 from durian.records import Event, ListenerSpec
 
 __all__ = ["ListenerIndex"]
 
 _MISSING = object()
+
+Kind = Literal["is", "prefix", "suffix"]
 
 
 def _canonical(value: Any) -> bytes:
@@ -41,24 +52,105 @@ def _lookup(data: Mapping[str, Any], path: str) -> Any:
     return node
 
 
+def _conditions(spec: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every ``(dotted.field, matcher)`` of a compiled spec."""
+    for name, condition in spec.items():
+        if isinstance(condition, Mapping):
+            yield from _conditions(condition, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", condition
+
+
+def _slot(spec: Mapping[str, Any]) -> tuple[Kind, str, Any] | None:
+    """The condition a listener is filed under: an ``Is``, else the longest prefix or
+    suffix (fewest strings share it), else none."""
+    best: tuple[Kind, str, Any] | None = None
+    for path, condition in _conditions(spec):
+        if isinstance(condition, Is):
+            return ("is", path, _canonical(condition.pattern))
+        if isinstance(condition, Startswith | Endswith):
+            kind: Kind = "prefix" if isinstance(condition, Startswith) else "suffix"
+            if best is None or len(condition.pattern) > len(best[2]):
+                best = (kind, path, condition.pattern)
+    return best
+
+
 @dataclass
 class _Entry:
     listener: ListenerSpec
     spec: dict[str, Any]
-    slot: tuple[str, bytes] | None
+    slot: tuple[Kind, str, Any] | None
 
 
 @dataclass
 class _HookIndex:
     scan: dict[str, _Entry] = field(default_factory=dict)
-    buckets: dict[tuple[str, bytes], dict[str, _Entry]] = field(
+    #: (kind, path, key) -> listener id -> entry
+    buckets: dict[tuple[Kind, str, Any], dict[str, _Entry]] = field(
         default_factory=lambda: defaultdict(dict)
     )
-    paths: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: path -> how many listeners are filed under an ``Is`` on it
+    equal_paths: Counter[str] = field(default_factory=Counter)
+    #: (kind, path) -> prefix (suffix) length -> how many listeners use it
+    lengths: dict[tuple[Kind, str], Counter[int]] = field(
+        default_factory=lambda: defaultdict(Counter)
+    )
+
+    def add(self, entry: _Entry) -> None:
+        if entry.slot is None:
+            self.scan[entry.listener.id] = entry
+            return
+        kind, path, key = entry.slot
+        self.buckets[entry.slot][entry.listener.id] = entry
+        if kind == "is":
+            self.equal_paths[path] += 1
+        else:
+            self.lengths[(kind, path)][len(key)] += 1
+
+    def discard(self, entry: _Entry) -> None:
+        if entry.slot is None:
+            self.scan.pop(entry.listener.id, None)
+            return
+        kind, path, key = entry.slot
+        bucket = self.buckets[entry.slot]
+        bucket.pop(entry.listener.id, None)
+        if not bucket:
+            del self.buckets[entry.slot]
+        if kind == "is":
+            _decrement(self.equal_paths, path)
+        else:
+            counts = self.lengths[(kind, path)]
+            _decrement(counts, len(key))
+            if not counts:
+                del self.lengths[(kind, path)]
+
+    def candidates(self, data: Mapping[str, Any]) -> list[_Entry]:
+        found = list(self.scan.values())
+        buckets = self.buckets
+        for path in self.equal_paths:
+            value = _lookup(data, path)
+            if value is not _MISSING:
+                found.extend(buckets.get(("is", path, _canonical(value)), {}).values())
+        for (kind, path), counts in self.lengths.items():
+            value = _lookup(data, path)
+            if not isinstance(value, str):
+                continue
+            for length in counts:
+                if length > len(value):
+                    continue
+                key = value[:length] if kind == "prefix" else value[len(value) - length :]
+                found.extend(buckets.get((kind, path, key), {}).values())
+        return found
+
+
+def _decrement(counter: Counter[Any], key: Any) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 class ListenerIndex:
-    """Active listeners by hook and by one equality condition each."""
+    """Active listeners by hook and by one selective condition each."""
 
     def __init__(self) -> None:
         self._hooks: dict[str, _HookIndex] = defaultdict(_HookIndex)
@@ -73,52 +165,19 @@ class ListenerIndex:
         if not listener.active:
             return
         spec = spec_from_json(listener.match)
-        slot = None
-        for path, value in equality_keys(spec):
-            slot = (path, _canonical(value))
-            break
-        entry = _Entry(listener, spec, slot)
-        index = self._hooks[listener.hook]
-        if slot is None:
-            index.scan[listener.id] = entry
-        else:
-            index.buckets[slot][listener.id] = entry
-            index.paths[slot[0]] += 1
+        entry = _Entry(listener, spec, _slot(spec))
+        self._hooks[listener.hook].add(entry)
         self._entries[listener.id] = (listener.hook, entry)
 
     def remove(self, listener_id: str) -> None:
         found = self._entries.pop(listener_id, None)
-        if found is None:
-            return
-        hook, entry = found
-        index = self._hooks[hook]
-        if entry.slot is None:
-            index.scan.pop(listener_id, None)
-            return
-        bucket = index.buckets[entry.slot]
-        bucket.pop(listener_id, None)
-        if not bucket:
-            del index.buckets[entry.slot]
-        index.paths[entry.slot[0]] -= 1
-        if not index.paths[entry.slot[0]]:
-            del index.paths[entry.slot[0]]
-
-    def replace_all(self, listeners: Iterable[ListenerSpec]) -> None:
-        self._hooks.clear()
-        self._entries.clear()
-        for listener in listeners:
-            self.put(listener)
+        if found is not None:
+            hook, entry = found
+            self._hooks[hook].discard(entry)
 
     def candidates(self, event: Event) -> list[_Entry]:
         index = self._hooks.get(event.hook)
-        if index is None:
-            return []
-        found = list(index.scan.values())
-        for path in index.paths:
-            value = _lookup(event.data, path)
-            if value is not _MISSING:
-                found.extend(index.buckets.get((path, _canonical(value)), {}).values())
-        return found
+        return [] if index is None else index.candidates(event.data)
 
     def match(self, event: Event) -> list[ListenerSpec]:
         """The active listeners whose every condition holds for ``event``, ordered by id."""

@@ -6,7 +6,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from durian.match import compile_spec, deepmatch, spec_to_json
+from durian.match import Any as AnyValue
+from durian.match import (
+    Contains,
+    Endswith,
+    Like,
+    Startswith,
+    compile_spec,
+    deepmatch,
+    spec_to_json,
+)
 from durian.records import Event, ListenerSpec
 from durian.signing import generate_secret
 from stream_processor.index import ListenerIndex
@@ -91,3 +100,67 @@ def _raw(spec: ListenerSpec) -> Any:
     from durian.match import spec_from_json
 
     return spec_from_json(spec.match)
+
+
+def test_prefix_and_suffix_listeners_are_looked_up_not_scanned() -> None:
+    index = ListenerIndex()
+    for i in range(10_000):
+        index.put(listener(f"p{i}", {"name": Startswith(f"{i:05d}")}))
+        index.put(listener(f"s{i}", {"email": Endswith(f"@{i}.example")}))
+    found = index.candidates(event({"name": "00042-Joe", "email": "joe@42.example"}))
+    assert sorted(e.listener.id for e in found) == ["p42", "s42"]
+    assert index.candidates(event({"name": 42, "email": None})) == []
+    index.remove("p42")
+    assert [x.id for x in index.match(event({"name": "00042-Joe"}))] == []
+
+
+def test_a_listener_is_filed_under_its_most_selective_condition() -> None:
+    index = ListenerIndex()
+    index.put(listener("a", {"name": Startswith("J"), "city": "Oslo"}))
+    index.put(listener("b", {"name": Startswith("J"), "nick": Endswith("nathan")}))
+    assert [e.listener.id for e in index.candidates(event({"city": "Bergen", "name": "Jo"}))] == []
+    assert [
+        x.id for x in index.match(event({"name": "Jo", "nick": "Jonathan", "city": "Oslo"}))
+    ] == ["a", "b"]
+
+
+strings = st.text(alphabet="JoAn@.é", max_size=5)
+conditions = st.one_of(
+    values,
+    strings.map(Startswith),
+    strings.map(Endswith),
+    st.just(AnyValue()),
+    strings.map(Contains),
+    st.sampled_from(["^J", "n$", "o"]).map(Like),
+)
+field_names = st.sampled_from(["name", "age", "x"])
+rich_specs = st.dictionaries(
+    field_names,
+    st.one_of(
+        conditions, st.dictionaries(st.sampled_from(["city", "name"]), conditions, max_size=2)
+    ),
+    max_size=3,
+)
+leaf_values = st.one_of(values, strings, st.none(), st.lists(strings, max_size=2))
+rich_datas = st.dictionaries(
+    st.sampled_from(["name", "age", "x", "y"]),
+    st.one_of(leaf_values, st.dictionaries(st.sampled_from(["city", "name"]), leaf_values)),
+    max_size=4,
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(rich_specs, max_size=10), rich_datas)
+def test_index_agrees_with_a_full_scan_for_every_matcher_kind(
+    all_specs: list[dict[str, Any]], data: dict[str, Any]
+) -> None:
+    index = ListenerIndex()
+    listeners = [listener(f"l{i}", spec) for i, spec in enumerate(all_specs)]
+    for item in listeners:
+        index.put(item)
+    expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
+    assert [x.id for x in index.match(event(data))] == sorted(expected)
+    for item in listeners[::2]:  # removals leave no trace behind
+        index.remove(item.id)
+    rest = [x.id for x in listeners[1::2] if deepmatch(compile_spec(_raw(x)), data)]
+    assert [x.id for x in index.match(event(data))] == sorted(rest)
