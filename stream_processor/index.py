@@ -8,8 +8,11 @@ condition that an event must meet for it to match, the most selective it has:
 * else a ``Startswith`` (``Endswith``) condition: a bucket per (field, prefix) (or
   suffix), with the prefix lengths in use counted per field; an event looks at
   one bucket per distinct length, with its value's prefix (suffix) of that length;
+* else a ``Like`` condition: one RE2 set per field holding every such pattern; one
+  pass over the event's value finds every pattern that matches it. The set is
+  rebuilt, at the next event, after listeners filed there change;
 * else the scan list: listeners with no such condition (only ``Any``,
-  ``Contains``, ``Like``, or nothing), looked at for every event.
+  ``Contains``, or nothing), looked at for every event.
 
 Every candidate is then checked with the full matcher. So the cost of an event
 grows with the listeners that could match it and with the distinct prefix
@@ -25,15 +28,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
+import re2
 
-from durian.match import Endswith, Is, Startswith, deepmatch, spec_from_json
+from durian.match import Endswith, Is, Like, Startswith, deepmatch, spec_from_json
 from durian.records import Event, ListenerSpec
 
 __all__ = ["ListenerIndex"]
 
 _MISSING = object()
 
-Kind = Literal["is", "prefix", "suffix"]
+Kind = Literal["is", "prefix", "suffix", "like"]
+
+_SET_OPTIONS = re2.Options()
+_SET_OPTIONS.log_errors = False
+_SET_OPTIONS.max_mem = 256 << 20
 
 
 def _canonical(value: Any) -> bytes:
@@ -63,8 +71,9 @@ def _conditions(spec: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str
 
 def _slot(spec: Mapping[str, Any]) -> tuple[Kind, str, Any] | None:
     """The condition a listener is filed under: an ``Is``, else the longest prefix or
-    suffix (fewest strings share it), else none."""
+    suffix (fewest strings share it), else a ``Like``, else none."""
     best: tuple[Kind, str, Any] | None = None
+    like: tuple[Kind, str, Any] | None = None
     for path, condition in _conditions(spec):
         if isinstance(condition, Is):
             return ("is", path, _canonical(condition.pattern))
@@ -72,7 +81,9 @@ def _slot(spec: Mapping[str, Any]) -> tuple[Kind, str, Any] | None:
             kind: Kind = "prefix" if isinstance(condition, Startswith) else "suffix"
             if best is None or len(condition.pattern) > len(best[2]):
                 best = (kind, path, condition.pattern)
-    return best
+        elif isinstance(condition, Like) and like is None:
+            like = ("like", path, condition.pattern)
+    return best or like
 
 
 @dataclass
@@ -80,6 +91,44 @@ class _Entry:
     listener: ListenerSpec
     spec: dict[str, Any]
     slot: tuple[Kind, str, Any] | None
+
+
+class _PatternSet:
+    """The ``Like`` listeners filed under one field, matched in one pass by an RE2 set."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str, _Entry]] = {}
+        self._order: list[_Entry] = []
+        self._set: Any = None
+        self._dirty = False
+
+    def add(self, pattern: str, entry: _Entry) -> None:
+        self.entries[entry.listener.id] = (pattern, entry)
+        self._dirty = True
+
+    def discard(self, listener_id: str) -> None:
+        if self.entries.pop(listener_id, None) is not None:
+            self._dirty = True
+
+    def matching(self, value: str) -> list[_Entry]:
+        if self._dirty:
+            self._build()
+        if self._set is None:  # could not be built: every one is a candidate
+            return self._order
+        found = self._set.Match(value)
+        return [self._order[i] for i in found] if found else []
+
+    def _build(self) -> None:
+        self._order = [entry for _, entry in self.entries.values()]
+        self._set, self._dirty = None, False
+        patterns = re2.Set.SearchSet(_SET_OPTIONS)
+        try:
+            for pattern, _ in self.entries.values():
+                patterns.Add(pattern)
+            patterns.Compile()  # raises when the set outgrows its memory
+        except re2.error:
+            return
+        self._set = patterns
 
 
 @dataclass
@@ -95,12 +144,17 @@ class _HookIndex:
     lengths: dict[tuple[Kind, str], Counter[int]] = field(
         default_factory=lambda: defaultdict(Counter)
     )
+    #: path -> the Like listeners filed under it
+    likes: dict[str, _PatternSet] = field(default_factory=lambda: defaultdict(_PatternSet))
 
     def add(self, entry: _Entry) -> None:
         if entry.slot is None:
             self.scan[entry.listener.id] = entry
             return
         kind, path, key = entry.slot
+        if kind == "like":
+            self.likes[path].add(key, entry)
+            return
         self.buckets[entry.slot][entry.listener.id] = entry
         if kind == "is":
             self.equal_paths[path] += 1
@@ -112,6 +166,12 @@ class _HookIndex:
             self.scan.pop(entry.listener.id, None)
             return
         kind, path, key = entry.slot
+        if kind == "like":
+            patterns = self.likes[path]
+            patterns.discard(entry.listener.id)
+            if not patterns.entries:
+                del self.likes[path]
+            return
         bucket = self.buckets[entry.slot]
         bucket.pop(entry.listener.id, None)
         if not bucket:
@@ -140,6 +200,10 @@ class _HookIndex:
                     continue
                 key = value[:length] if kind == "prefix" else value[len(value) - length :]
                 found.extend(buckets.get((kind, path, key), {}).values())
+        for path, patterns in self.likes.items():
+            value = _lookup(data, path)
+            if isinstance(value, str):
+                found.extend(patterns.matching(value))
         return found
 
 

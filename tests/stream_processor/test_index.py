@@ -164,3 +164,36 @@ def test_index_agrees_with_a_full_scan_for_every_matcher_kind(
         index.remove(item.id)
     rest = [x.id for x in listeners[1::2] if deepmatch(compile_spec(_raw(x)), data)]
     assert [x.id for x in index.match(event(data))] == sorted(rest)
+
+
+def test_like_listeners_are_found_in_one_pass_over_the_value() -> None:
+    index = ListenerIndex()
+    index.put(listener("j", {"name": Like("^J")}))
+    index.put(listener("n", {"name": Like("n$")}))
+    index.put(listener("x", {"name": Like("^x")}))
+    assert sorted(e.listener.id for e in index.candidates(event({"name": "Jon"}))) == ["j", "n"]
+    index.put(listener("x", {"name": Like("o")}))  # changed: the set is rebuilt
+    index.remove("n")
+    assert [x.id for x in index.match(event({"name": "Jon"}))] == ["j", "x"]
+    assert index.candidates(event({"name": 7})) == []
+
+
+pattern_specs = st.dictionaries(
+    st.sampled_from(["name", "x"]),
+    st.sampled_from(["^J", "n$", "o", "^$", "é", "J.n"]).map(Like),
+    min_size=1,
+    max_size=2,
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(pattern_specs, max_size=8), rich_datas)
+def test_like_index_agrees_with_a_full_scan(
+    all_specs: list[dict[str, Any]], data: dict[str, Any]
+) -> None:
+    index = ListenerIndex()
+    listeners = [listener(f"l{i}", spec) for i, spec in enumerate(all_specs)]
+    for item in listeners:
+        index.put(item)
+    expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
+    assert [x.id for x in index.match(event(data))] == sorted(expected)
