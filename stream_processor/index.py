@@ -8,11 +8,16 @@ condition that an event must meet for it to match, the most selective it has:
 * else a ``Startswith`` (``Endswith``) condition: a bucket per (field, prefix) (or
   suffix), with the prefix lengths in use counted per field; an event looks at
   one bucket per distinct length, with its value's prefix (suffix) of that length;
+* else a ``Contains`` condition (but ``Contains("")``): per field, an Aho-Corasick
+  automaton of the string patterns finds every one in a string value in one pass,
+  and a hash bucket per pattern finds the ones a list value holds as an element;
 * else a ``Like`` condition: one RE2 set per field holding every such pattern; one
-  pass over the event's value finds every pattern that matches it. The set is
-  rebuilt, at the next event, after listeners filed there change;
+  pass over the event's value finds every pattern that matches it;
 * else the scan list: listeners with no such condition (only ``Any``,
-  ``Contains``, or nothing), looked at for every event.
+  ``Contains("")``, or nothing), looked at for every event.
+
+The automaton and the RE2 set are rebuilt at the next event after a listener
+filed there changes (a build per batch of changes, not per change).
 
 Every candidate is then checked with the full matcher. So the cost of an event
 grows with the listeners that could match it and with the distinct prefix
@@ -27,17 +32,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import ahocorasick
 import msgspec
 import re2
 
-from durian.match import Endswith, Is, Like, Startswith, deepmatch, spec_from_json
+from durian.match import Contains, Endswith, Is, Like, Startswith, deepmatch, spec_from_json
 from durian.records import Event, ListenerSpec
 
 __all__ = ["ListenerIndex"]
 
 _MISSING = object()
 
-Kind = Literal["is", "prefix", "suffix", "like"]
+Kind = Literal["is", "prefix", "suffix", "contains", "like"]
 
 _SET_OPTIONS = re2.Options()
 _SET_OPTIONS.log_errors = False
@@ -73,6 +79,7 @@ def _slot(spec: Mapping[str, Any]) -> tuple[Kind, str, Any] | None:
     """The condition a listener is filed under: an ``Is``, else the longest prefix or
     suffix (fewest strings share it), else a ``Like``, else none."""
     best: tuple[Kind, str, Any] | None = None
+    contains: tuple[Kind, str, Any] | None = None
     like: tuple[Kind, str, Any] | None = None
     for path, condition in _conditions(spec):
         if isinstance(condition, Is):
@@ -81,9 +88,11 @@ def _slot(spec: Mapping[str, Any]) -> tuple[Kind, str, Any] | None:
             kind: Kind = "prefix" if isinstance(condition, Startswith) else "suffix"
             if best is None or len(condition.pattern) > len(best[2]):
                 best = (kind, path, condition.pattern)
+        elif isinstance(condition, Contains) and condition.pattern != "" and contains is None:
+            contains = ("contains", path, condition.pattern)
         elif isinstance(condition, Like) and like is None:
             like = ("like", path, condition.pattern)
-    return best or like
+    return best or contains or like
 
 
 @dataclass
@@ -131,6 +140,64 @@ class _PatternSet:
         self._set = patterns
 
 
+class _Contained:
+    """The ``Contains`` listeners filed under one field: substrings of a string value by
+    an Aho-Corasick automaton, elements of a list value by hash."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[Any, _Entry]] = {}
+        self._elements: dict[bytes, dict[str, _Entry]] = defaultdict(dict)
+        self._automaton: Any = None
+        self._dirty = False
+
+    def add(self, pattern: Any, entry: _Entry) -> None:
+        self.entries[entry.listener.id] = (pattern, entry)
+        self._elements[_canonical(pattern)][entry.listener.id] = entry
+        self._dirty = True
+
+    def discard(self, listener_id: str) -> None:
+        found = self.entries.pop(listener_id, None)
+        if found is None:
+            return
+        key = _canonical(found[0])
+        self._elements[key].pop(listener_id, None)
+        if not self._elements[key]:
+            del self._elements[key]
+        self._dirty = True
+
+    def matching(self, value: Any) -> list[_Entry]:
+        if isinstance(value, list):
+            found: dict[str, _Entry] = {}
+            for item in value:
+                found.update(self._elements.get(_canonical(item), {}))
+            return list(found.values())
+        if not isinstance(value, str):
+            return []
+        if self._dirty:
+            self._build()
+        if self._automaton is None:
+            return []
+        found = {}
+        for _, listeners in self._automaton.iter(value):
+            found.update(listeners)
+        return list(found.values())
+
+    def _build(self) -> None:
+        words: dict[str, dict[str, _Entry]] = defaultdict(dict)
+        for listener_id, (pattern, entry) in self.entries.items():
+            if isinstance(pattern, str):
+                words[pattern][listener_id] = entry
+        self._dirty = False
+        if not words:
+            self._automaton = None
+            return
+        automaton = ahocorasick.Automaton()
+        for word, listeners in words.items():
+            automaton.add_word(word, listeners)
+        automaton.make_automaton()
+        self._automaton = automaton
+
+
 @dataclass
 class _HookIndex:
     scan: dict[str, _Entry] = field(default_factory=dict)
@@ -144,6 +211,8 @@ class _HookIndex:
     lengths: dict[tuple[Kind, str], Counter[int]] = field(
         default_factory=lambda: defaultdict(Counter)
     )
+    #: path -> the Contains listeners filed under it
+    contained: dict[str, _Contained] = field(default_factory=lambda: defaultdict(_Contained))
     #: path -> the Like listeners filed under it
     likes: dict[str, _PatternSet] = field(default_factory=lambda: defaultdict(_PatternSet))
 
@@ -154,6 +223,9 @@ class _HookIndex:
         kind, path, key = entry.slot
         if kind == "like":
             self.likes[path].add(key, entry)
+            return
+        if kind == "contains":
+            self.contained[path].add(key, entry)
             return
         self.buckets[entry.slot][entry.listener.id] = entry
         if kind == "is":
@@ -171,6 +243,12 @@ class _HookIndex:
             patterns.discard(entry.listener.id)
             if not patterns.entries:
                 del self.likes[path]
+            return
+        if kind == "contains":
+            contained = self.contained[path]
+            contained.discard(entry.listener.id)
+            if not contained.entries:
+                del self.contained[path]
             return
         bucket = self.buckets[entry.slot]
         bucket.pop(entry.listener.id, None)
@@ -200,6 +278,10 @@ class _HookIndex:
                     continue
                 key = value[:length] if kind == "prefix" else value[len(value) - length :]
                 found.extend(buckets.get((kind, path, key), {}).values())
+        for path, contained in self.contained.items():
+            value = _lookup(data, path)
+            if value is not _MISSING:
+                found.extend(contained.matching(value))
         for path, patterns in self.likes.items():
             value = _lookup(data, path)
             if isinstance(value, str):

@@ -197,3 +197,39 @@ def test_like_index_agrees_with_a_full_scan(
         index.put(item)
     expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
     assert [x.id for x in index.match(event(data))] == sorted(expected)
+
+
+def test_contains_listeners_are_found_by_substring_and_by_element() -> None:
+    index = ListenerIndex()
+    index.put(listener("vip", {"tags": Contains("vip")}))
+    index.put(listener("num", {"tags": Contains(42)}))
+    index.put(listener("sub", {"name": Contains("nath")}))
+    index.put(listener("all", {"name": Contains("")}))  # every string: scanned
+    found = index.candidates(event({"tags": ["a", "vip", 42.0], "name": "Jonathan"}))
+    assert sorted(e.listener.id for e in found) == ["all", "num", "sub", "vip"]
+    assert sorted(e.listener.id for e in index.candidates(event({"tags": "a vip"}))) == [
+        "all", "vip"
+    ]  # fmt: skip
+    index.remove("vip")
+    assert [x.id for x in index.match(event({"tags": "vip"}))] == []
+
+
+contains_specs = st.dictionaries(
+    st.sampled_from(["name", "x"]),
+    st.one_of(strings, st.integers(0, 2), st.booleans()).map(Contains),
+    min_size=1,
+    max_size=2,
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(contains_specs, max_size=8), rich_datas)
+def test_contains_index_agrees_with_a_full_scan(
+    all_specs: list[dict[str, Any]], data: dict[str, Any]
+) -> None:
+    index = ListenerIndex()
+    listeners = [listener(f"l{i}", spec) for i, spec in enumerate(all_specs)]
+    for item in listeners:
+        index.put(item)
+    expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
+    assert [x.id for x in index.match(event(data))] == sorted(expected)
