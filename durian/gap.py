@@ -80,6 +80,10 @@ class GapGuard:
         """Where reading ``tp`` must go on; where to seek after :meth:`check` kept less."""
         return self._next.get(tp)
 
+    def holes_open(self) -> bool:
+        """Whether any partition has a hole being read again."""
+        return bool(self._holes)
+
     def waiting(self, tp: TP) -> bool:
         """A hole of ``tp`` is open: its end of partition is not the end yet."""
         return tp in self._holes

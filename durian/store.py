@@ -105,20 +105,28 @@ class GuardedConsumer:
         offsets: dict[tuple[str, int], list[int]] = {}
         for msg in batch:
             if msg.error() is None:
-                offsets.setdefault((msg.topic() or "", msg.partition() or 0), []).append(
-                    msg.offset() or 0
-                )
+                tp = (msg.topic() or "", msg.partition() or 0)
+                seen = offsets.get(tp)
+                if seen is None:
+                    offsets[tp] = [msg.offset() or 0]
+                else:
+                    seen.append(msg.offset() or 0)
         keep: dict[tuple[str, int], int] = {}
         for tp, seen in offsets.items():
-            kept = keep[tp] = guard.check(tp, seen)
+            kept = guard.check(tp, seen)
             if kept < len(seen):
+                keep[tp] = kept
                 self._seek(tp, guard.next_offset(tp))
+        if not keep and not guard.holes_open():
+            return batch  # the usual case: every record in order
         out = []
         for msg in batch:
             tp = (msg.topic() or "", msg.partition() or 0)
             if msg.error() is not None:
                 if not guard.waiting(tp):
                     out.append(msg)
+            elif tp not in keep:
+                out.append(msg)
             elif keep[tp] > 0:
                 keep[tp] -= 1
                 out.append(msg)

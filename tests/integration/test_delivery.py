@@ -379,7 +379,11 @@ def test_healthy_endpoints_keep_their_throughput_while_half_time_out(
         f"healthy endpoints: {alone:.0f} deliveries/s alone, {with_stuck:.0f}/s while half of "
         f"the endpoints time out ({with_stuck / alone:.0%})"
     )
-    assert with_stuck >= 0.8 * alone
+    # Two rates measured one after the other on a shared 2-core machine vary: 68 % to
+    # 113 % of each other in 11 runs. Head-of-line blocking would take the healthy ones
+    # down to a trickle (every slot waiting 30 s on a stuck endpoint); half is far above
+    # that and below the noise. benchmarks/delivery.py measures the figure itself.
+    assert with_stuck >= 0.5 * alone
 
 
 def test_a_rolling_restart_under_load_hands_the_work_over(
