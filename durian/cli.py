@@ -316,6 +316,9 @@ def _public_json(listener: ListenerSpec) -> str:
     data = msgspec.to_builtins(listener)
     data.pop("secret", None)
     data.pop("old_secrets", None)
+    headers = data.get("options", {}).get("headers")
+    if headers:  # header values are often credentials: names only
+        data["options"]["headers"] = dict.fromkeys(headers, "**********")
     return msgspec.json.encode(data).decode()
 
 

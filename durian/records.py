@@ -105,6 +105,28 @@ def validate_url(url: str) -> str:
     return url
 
 
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+#: Header names a listener may not set: durian's own (signature, body) and the
+#: connection's, which a value could otherwise forge or break.
+_RESERVED_HEADERS = ("webhook-", "content-", "host", "connection", "transfer-encoding")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """What is wrong with a listener header, or ``None``."""
+    if not _HEADER_NAME.match(name):
+        return f"header name {name!r} is not a valid HTTP header name"
+    lowered = name.lower()
+    if any(lowered == r or (r.endswith("-") and lowered.startswith(r)) for r in _RESERVED_HEADERS):
+        return (
+            f"header {name!r} is set by durian itself (webhook-*, content-*, host, connection, "
+            "transfer-encoding); choose another name"
+        )
+    if len(value) > 8192 or any(ch in value for ch in "\r\n\0"):
+        return f"the value of header {name!r} contains a line break or NUL, or is too long"
+    return None
+
+
 def _check_id(kind: str, value: str) -> None:
     if not _ID.match(value):
         raise InvalidListener(
@@ -168,6 +190,10 @@ class ListenerSpec(Record, tag="durian.listener.v1", frozen=True):
         if not self.secret.startswith("whsec_"):
             raise InvalidListener("the listener secret must be a whsec_ secret")
         spec_from_json(self.match)  # raises InvalidMatcher naming the field
+        for name, value in self.options.headers.items():
+            problem = header_problem(name, value)
+            if problem is not None:
+                raise InvalidListener(problem)
         rate = self.options.rate_limit
         if rate is not None and rate <= 0:
             raise InvalidListener("options.rate_limit must be a positive number per second")

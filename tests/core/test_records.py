@@ -10,6 +10,7 @@ from durian.records import (
     Attempt,
     DeliveryJob,
     Event,
+    ListenerOptions,
     ListenerSpec,
     RetiredSecret,
     decode,
@@ -146,3 +147,32 @@ def test_new_ids_are_unique_and_time_ordered() -> None:
 
 def test_event_key_orders_per_object() -> None:
     assert event_key("person", 7) == b"person:7"
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Webhook-Id": "forged"}, "set by durian itself"),
+        ({"webhook-signature": "v1,x"}, "set by durian itself"),
+        ({"Content-Type": "text/plain"}, "set by durian itself"),
+        ({"Host": "internal"}, "set by durian itself"),
+        ({"X-Token": "a\r\nX-Injected: 1"}, "line break"),
+        ({"bad name": "x"}, "not a valid HTTP header name"),
+    ],
+)
+def test_listener_headers_that_would_forge_or_break_a_request_are_refused(
+    headers: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidListener, match=message):
+        ListenerSpec(
+            id="lst_h", hook="person", url="https://e.com", secret=generate_secret(),
+            options=ListenerOptions(headers=headers),
+        )  # fmt: skip
+
+
+def test_ordinary_listener_headers_are_taken() -> None:
+    spec = ListenerSpec(
+        id="lst_h", hook="person", url="https://e.com", secret=generate_secret(),
+        options=ListenerOptions(headers={"Authorization": "Bearer x", "X-Team": "a"}),
+    )  # fmt: skip
+    assert spec.options.headers["Authorization"] == "Bearer x"

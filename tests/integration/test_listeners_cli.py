@@ -68,6 +68,23 @@ def test_add_prints_the_secret_once_and_show_never_does(topics: conf.Settings) -
     assert "(every event)" in shown.stdout
 
 
+def test_header_values_are_never_listed(topics: conf.Settings) -> None:
+    added = durian(
+        topics, "listeners", "add", "--hook", "person", "--url", "https://e.com/",
+        "--header", "Authorization:Bearer hunter2",
+    )  # fmt: skip
+    lid = added_id(added)
+    for args in (["list", "--json"], ["show", lid], ["list"]):
+        shown = durian(topics, "listeners", *args)
+        assert shown.exit_code == 0 and "hunter2" not in shown.stdout, args
+        assert "Authorization" in shown.stdout or args == ["list"]
+    refused = durian(
+        topics, "listeners", "add", "--hook", "person", "--url", "https://e.com/",
+        "--header", "Webhook-Id:forged",
+    )  # fmt: skip
+    assert refused.exit_code != 0 and "set by durian itself" in refused.output
+
+
 def test_nested_and_every_kind_of_condition_from_the_command_line(topics: conf.Settings) -> None:
     lid = added_id(
         durian(topics, "listeners", "add", "--hook", "person", "--url", "https://e.com/",
