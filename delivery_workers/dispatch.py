@@ -176,11 +176,16 @@ class Dispatcher:
         )
 
     async def _read_capped(self, response: httpx.Response) -> str:
+        """The start of the response body. A 2xx is a delivery however long its body:
+        reading stops at ``max_response_bytes``. Any other answer longer than that
+        fails the attempt for good."""
         cap = self.settings.max_response_bytes
         received = bytearray()
         async for chunk in response.aiter_raw():
             received += chunk
             if len(received) > cap:
+                if 200 <= response.status_code < 300:
+                    break
                 raise PermanentDeliveryError(
                     f"the response is larger than {cap} bytes", status_code=response.status_code
                 )

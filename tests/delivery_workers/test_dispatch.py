@@ -117,11 +117,19 @@ def test_a_slow_receiver_times_out_as_a_transient_failure(receiver: Receiver) ->
     assert not result.ok and result.retryable and "timed out" in (result.error or "")
 
 
-def test_an_oversize_response_is_a_permanent_failure(receiver: Receiver) -> None:
-    receiver.answer = lambda _req: Response("x" * 5000)
+def test_an_oversize_error_response_is_a_permanent_failure(receiver: Receiver) -> None:
+    receiver.answer = lambda _req: Response("x" * 5000, status=500)
     result = attempt(job(receiver.url("/big")), MAX_RESPONSE_BYTES=1000)
     assert not result.ok and not result.retryable
     assert "larger than 1000 bytes" in (result.error or "")
+
+
+def test_a_2xx_with_an_oversize_body_is_delivered_and_its_excerpt_cut(receiver: Receiver) -> None:
+    # A dead letter here would be replayed and delivered twice.
+    receiver.answer = lambda _req: Response("y" * 50_000)
+    result = attempt(job(receiver.url("/big-ok")), MAX_RESPONSE_BYTES=1000)
+    assert result.ok and result.status_code == 200
+    assert 0 < len(result.response_excerpt) <= 1024 and set(result.response_excerpt) == {"y"}
 
 
 def test_a_refused_connection_is_transient() -> None:
