@@ -21,6 +21,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from durian.exceptions import BrokerUnavailable, DurianError, InvalidListener
@@ -42,9 +43,11 @@ View = Callable[..., HttpResponse]
 
 
 def _guarded(permission: str) -> Callable[[View], View]:
-    """Login, the permission, and a readable page when the broker does not answer."""
+    """Login, the permission, CSRF protection (whether or not the site runs
+    ``CsrfViewMiddleware``), and a readable page when the broker does not answer."""
 
     def decorate(view: View) -> View:
+        @csrf_protect
         @login_required
         @permission_required(permission, raise_exception=True)
         @functools.wraps(view)

@@ -60,6 +60,23 @@ def test_changes_need_the_csrf_token(durian_site: conf.Settings) -> None:
     assert created.status_code == 302
 
 
+def test_changes_need_the_csrf_token_even_without_the_middleware(
+    durian_site: conf.Settings,
+) -> None:
+    from django.conf import settings
+    from django.test import override_settings
+
+    without = [m for m in settings.MIDDLEWARE if "CsrfViewMiddleware" not in m]
+    with override_settings(MIDDLEWARE=without):
+        client = client_for("view_listener", "add_listener", csrf=True)
+        assert client.post("/webhooks/hooks/person/listeners/new/", FORM).status_code == 403
+        page = client.get("/webhooks/hooks/person/listeners/new/").content.decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token is not None
+        form = {**FORM, "csrfmiddlewaretoken": token[1]}
+        assert client.post("/webhooks/hooks/person/listeners/new/", form).status_code == 302
+
+
 def test_the_secret_is_shown_once_and_never_again(durian_site: conf.Settings) -> None:
     client = client_for("view_listener", "add_listener")
     created = client.post("/webhooks/hooks/person/listeners/new/", FORM)
