@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from durian.conf import Settings
 from durian.exceptions import DecodeError
@@ -80,6 +80,8 @@ class AuditReport:
 class _Version:
     at: float
     listener: ListenerSpec | None  # None: deleted, or unreadable
+    spec: dict[str, Any] = field(default_factory=dict)
+    """The listener's compiled match spec."""
 
 
 def judge(
@@ -117,13 +119,14 @@ def judge(
     history: dict[str, list[_Version]] = {}
     for record in sorted(listeners, key=lambda r: (r.timestamp, r.offset)):
         key = (record.key or b"").decode(errors="replace")
-        spec: ListenerSpec | None = None
+        version = _Version(record.timestamp, None)
         if record.value is not None:
             try:
                 spec = decode(record.value, ListenerSpec, topic=record.topic, offset=record.offset)
+                version = _Version(record.timestamp, spec, spec_from_json(spec.match))
             except DecodeError:
-                spec = None
-        history.setdefault(key, []).append(_Version(record.timestamp, spec))
+                pass
+        history.setdefault(key, []).append(version)
 
     # Every job's records, in order: where it was, when it was due.
     job_seen: dict[str, tuple[float, str, str]] = {}  # id -> (due, location, listener id)
@@ -169,7 +172,7 @@ def judge(
             listener = current.listener
             if not listener.active or listener.hook != event.hook:
                 continue
-            if not deepmatch(spec_from_json(listener.match), event.data):
+            if not deepmatch(current.spec, event.data):
                 continue
             if _changed_near(versions, record.timestamp, settle):
                 report.unverifiable += 1
