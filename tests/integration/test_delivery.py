@@ -403,11 +403,14 @@ def test_a_rolling_restart_under_load_hands_the_work_over(
     load = jobs_for(target, 1500)
     produce(workers.settings, load)
     wait_for(lambda: len(receiver.to("/roll")) >= 110, 60, what="load to build up")
-    old = workers.processes.pop("deliver-2")
+    old = workers.processes["deliver-2"]
     old.terminate()
     deliver(workers, "deliver-3")
     handed_over = time.monotonic()
-    assert old.wait(30) == 0, "the old worker did not leave within 30 s"
+    try:
+        assert old.wait(30) == 0, "the old worker did not leave within 30 s"
+    finally:
+        workers.kill("deliver-2")  # gone already, or stopped here (never left behind)
     expected = {job.id for job in warm + load}
     wait_for(lambda: set(receiver.ids("/roll")) >= expected, 90, what="every job")
     assert "assigned" in workers.log("deliver-3")

@@ -225,7 +225,12 @@ def test_no_event_is_skipped_across_a_stream_worker_restart(
         old = pipeline.processes.pop("stream")
         old.terminate()
         pipeline.start("stream", ["durian-stream", "-v"])
-        assert old.wait(60) == 0
+        try:
+            assert old.wait(60) == 0
+        finally:
+            if old.poll() is None:  # never left behind
+                old.kill()
+                old.wait(30)
     elif stop == "kill":
         pipeline.kill("stream")
     else:
