@@ -221,11 +221,8 @@ class _HookIndex:
             self.scan[entry.listener.id] = entry
             return
         kind, path, key = entry.slot
-        if kind == "like":
-            self.likes[path].add(key, entry)
-            return
-        if kind == "contains":
-            self.contained[path].add(key, entry)
+        if kind in ("like", "contains"):
+            self._sets(kind)[path].add(key, entry)
             return
         self.buckets[entry.slot][entry.listener.id] = entry
         if kind == "is":
@@ -238,17 +235,11 @@ class _HookIndex:
             self.scan.pop(entry.listener.id, None)
             return
         kind, path, key = entry.slot
-        if kind == "like":
-            patterns = self.likes[path]
-            patterns.discard(entry.listener.id)
-            if not patterns.entries:
-                del self.likes[path]
-            return
-        if kind == "contains":
-            contained = self.contained[path]
-            contained.discard(entry.listener.id)
-            if not contained.entries:
-                del self.contained[path]
+        if kind in ("like", "contains"):
+            sets = self._sets(kind)
+            sets[path].discard(entry.listener.id)
+            if not sets[path].entries:
+                del sets[path]
             return
         bucket = self.buckets[entry.slot]
         bucket.pop(entry.listener.id, None)
@@ -261,6 +252,10 @@ class _HookIndex:
             _decrement(counts, len(key))
             if not counts:
                 del self.lengths[(kind, path)]
+
+    def _sets(self, kind: Kind) -> dict[str, Any]:
+        """The per-field structures of the kinds matched in one pass over a value."""
+        return self.likes if kind == "like" else self.contained
 
     def candidates(self, data: Mapping[str, Any]) -> list[_Entry]:
         found = list(self.scan.values())

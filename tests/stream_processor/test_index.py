@@ -88,12 +88,7 @@ datas = st.dictionaries(st.sampled_from(["name", "age", "x", "y"]), values, max_
 def test_index_agrees_with_a_full_scan(
     all_specs: list[dict[str, Any]], data: dict[str, Any]
 ) -> None:
-    index = ListenerIndex()
-    listeners = [listener(f"l{i}", spec) for i, spec in enumerate(all_specs)]
-    for item in listeners:
-        index.put(item)
-    expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
-    assert [x.id for x in index.match(event(data))] == sorted(expected)
+    assert_agrees_with_a_full_scan(all_specs, data)
 
 
 def _raw(spec: ListenerSpec) -> Any:
@@ -154,12 +149,7 @@ rich_datas = st.dictionaries(
 def test_index_agrees_with_a_full_scan_for_every_matcher_kind(
     all_specs: list[dict[str, Any]], data: dict[str, Any]
 ) -> None:
-    index = ListenerIndex()
-    listeners = [listener(f"l{i}", spec) for i, spec in enumerate(all_specs)]
-    for item in listeners:
-        index.put(item)
-    expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
-    assert [x.id for x in index.match(event(data))] == sorted(expected)
+    index, listeners = assert_agrees_with_a_full_scan(all_specs, data)
     for item in listeners[::2]:  # removals leave no trace behind
         index.remove(item.id)
     rest = [x.id for x in listeners[1::2] if deepmatch(compile_spec(_raw(x)), data)]
@@ -191,12 +181,7 @@ pattern_specs = st.dictionaries(
 def test_like_index_agrees_with_a_full_scan(
     all_specs: list[dict[str, Any]], data: dict[str, Any]
 ) -> None:
-    index = ListenerIndex()
-    listeners = [listener(f"l{i}", spec) for i, spec in enumerate(all_specs)]
-    for item in listeners:
-        index.put(item)
-    expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
-    assert [x.id for x in index.match(event(data))] == sorted(expected)
+    assert_agrees_with_a_full_scan(all_specs, data)
 
 
 def test_contains_listeners_are_found_by_substring_and_by_element() -> None:
@@ -227,9 +212,17 @@ contains_specs = st.dictionaries(
 def test_contains_index_agrees_with_a_full_scan(
     all_specs: list[dict[str, Any]], data: dict[str, Any]
 ) -> None:
+    assert_agrees_with_a_full_scan(all_specs, data)
+
+
+def assert_agrees_with_a_full_scan(
+    all_specs: list[dict[str, Any]], data: dict[str, Any]
+) -> tuple[ListenerIndex, list[ListenerSpec]]:
+    """Index the listeners and match ``data``: the same ids as checking every one."""
     index = ListenerIndex()
     listeners = [listener(f"l{i}", spec) for i, spec in enumerate(all_specs)]
     for item in listeners:
         index.put(item)
     expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
     assert [x.id for x in index.match(event(data))] == sorted(expected)
+    return index, listeners
