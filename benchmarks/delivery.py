@@ -35,10 +35,10 @@ from delivery_workers.transport import guarded_transport
 from durian import conf
 from durian.addresses import AddressPolicy
 from durian.embedded import EmbeddedStack, free_port
-from durian.kafka import confluent_config
-from durian.records import DeliveryJob, Event, ListenerSpec, encode, job_id, listener_key, new_id
+from durian.kafka import confluent_config, produce
+from durian.records import DeliveryJob, Event, ListenerSpec, encode, job_id, job_key, new_id
 from durian.signing import generate_secret, signature_headers
-from durian.store import TopicAdmin
+from durian.topic_admin import TopicAdmin
 
 BIN = Path(sys.executable).parent
 
@@ -113,16 +113,11 @@ def jobs(url: str, count: int) -> list[DeliveryJob]:
     return out
 
 
-def produce(settings: conf.Settings, batch: list[DeliveryJob]) -> None:
+def write_jobs(settings: conf.Settings, batch: list[DeliveryJob]) -> None:
     producer = Producer(confluent_config(settings, "writer"))
+    topic = f"{settings.topic_prefix}.deliveries"
     for job in batch:
-        while True:
-            try:
-                producer.produce(f"{settings.topic_prefix}.deliveries",
-                                 key=listener_key(job.listener.id), value=encode(job))  # fmt: skip
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce(producer, topic, encode(job), key=job_key(job.listener.id, job.event))
     producer.flush(60)
 
 
@@ -155,17 +150,17 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        produce(settings, jobs(f"http://127.0.0.1:{port}/ok/warm", 10))
+        write_jobs(settings, jobs(f"http://127.0.0.1:{port}/ok/warm", 10))
         collect(port, 10, timeout=60)
         per = n // 10
         healthy = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/ok/{e}", per)]
-        produce(settings, healthy)
+        write_jobs(settings, healthy)
         alone = steady_rate(collect(port, len(healthy)))
         print(f"durian-deliver, 10 healthy endpoints:   {alone:8.0f} deliveries/s "
               f"({alone / rate:.0%} of the bare client)")  # fmt: skip
         healthy = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/ok/h{e}", per)]
         broken = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/stuck/{e}", per)]
-        produce(settings, [job for pair in zip(broken, healthy, strict=True) for job in pair])
+        write_jobs(settings, [job for pair in zip(broken, healthy, strict=True) for job in pair])
         mixed = steady_rate(collect(port, len(healthy)))
         print(f"  ... with 10 more endpoints that never answer: {mixed:8.0f} deliveries/s "
               f"({mixed / alone:.0%} kept)")  # fmt: skip

@@ -20,9 +20,10 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from durian import conf
 from durian.embedded import EmbeddedBroker
 from durian.kafka import confluent_config
+from durian.listener_store import ListenerStore
 from durian.records import ListenerSpec
 from durian.signing import generate_secret
-from durian.store import ListenerStore, TopicAdmin
+from durian.topic_admin import TopicAdmin
 from durian.topics import TopicNames
 
 

@@ -32,9 +32,10 @@ from httpx_aiohttp import AiohttpTransport
 
 from durian import conf
 from durian.embedded import EmbeddedBroker, free_port, spawn
+from durian.listener_store import ListenerStore
 from durian.records import ListenerSpec, new_id
 from durian.signing import generate_secret
-from durian.store import ListenerStore, TopicAdmin
+from durian.topic_admin import TopicAdmin
 
 BIN = Path(sys.executable).parent
 

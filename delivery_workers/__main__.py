@@ -9,7 +9,7 @@ import signal
 
 from delivery_workers.consumer import DeliveryWorker
 from durian import conf
-from durian.store import TopicAdmin
+from durian.topic_admin import TopicAdmin
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,8 +28,8 @@ from typing import Any, Literal
 from durian.conf import Settings
 from durian.exceptions import DecodeError
 from durian.match import deepmatch, spec_from_json
+from durian.reading import StoredRecord, read_since
 from durian.records import Attempt, DeliveryJob, Event, ListenerSpec, decode, job_id
-from durian.store import StoredRecord, read_since
 from durian.topics import TopicNames
 
 __all__ = ["AuditReport", "MissingJob", "MissingOutcome", "audit", "judge"]

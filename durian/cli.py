@@ -20,13 +20,23 @@ import msgspec
 
 from durian import conf
 from durian.audit import audit
+from durian.dead_letters import DeadLetter, DeadLetters
 from durian.embedded import EmbeddedStack, hide_password
 from durian.exceptions import DecodeError, DurianError, InvalidListener
+from durian.listener_store import ListenerSnapshot, ListenerStore
+from durian.listeners import changed, new_listener
 from durian.match import Any as AnyMatcher
-from durian.match import Is, Matcher, compile_spec, spec_from_json, spec_to_json
-from durian.records import ListenerOptions, ListenerSpec, decode, encode, new_id
-from durian.signing import generate_secret
-from durian.store import DeadLetter, DeadLetters, ListenerStore, ListenerTable, TopicAdmin
+from durian.match import (
+    Is,
+    Matcher,
+    compile_spec,
+    matcher_from_text,
+    parse_operand,
+    spec_from_json,
+    spec_to_json,
+)
+from durian.records import ListenerSpec, decode, encode
+from durian.topic_admin import TopicAdmin
 
 __all__ = ["main"]
 
@@ -154,6 +164,9 @@ def listeners() -> None:
     """Manage listeners: records on the compacted listeners topic."""
 
 
+_OPS = {"is", "startswith", "endswith", "contains", "like"}
+
+
 def parse_condition(text: str) -> tuple[str, Matcher]:
     """``FIELD=COND`` from the command line: ``name=startswith:J``, ``age=is:42``, ``name=Joe``.
 
@@ -166,23 +179,11 @@ def parse_condition(text: str) -> tuple[str, Matcher]:
     if not sep or not field:
         raise InvalidListener(f"--match {text!r}: write FIELD=CONDITION, e.g. name=startswith:J")
     op, colon, pattern = cond.partition(":")
-    op = op.lower()
-    if op == "any" and (not colon or not pattern):
+    if op.lower() == "any" and (not colon or not pattern):
         return field, AnyMatcher()
-    cls = Matcher.registry.get(op) if colon and not op.startswith("_") else None
-    if cls is None or cls is AnyMatcher:
-        return field, Is(_json_or_text(cond))
-    if op in ("is", "contains"):
-        return field, cls(_json_or_text(pattern))
-    return field, cls(pattern)
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        return text
-    return value if not isinstance(value, dict) else text
+    if not colon or op.lower() not in _OPS:
+        return field, Is(parse_operand(cond))
+    return field, matcher_from_text(op, pattern)
 
 
 def _match_spec(conditions: tuple[str, ...], match_json: str | None) -> dict[str, Any]:
@@ -231,18 +232,15 @@ def listeners_add(
 ) -> None:
     """Create a listener. Prints its signing secret once."""
     with _errors():
-        now = datetime.now(UTC)
-        listener = ListenerSpec(
-            id=listener_id or new_id("lst"),
+        listener = new_listener(
             hook=hook,
             url=url,
-            secret=generate_secret(),
             match=_match_spec(conditions, match_json),
             active=not inactive,
             description=description,
-            options=ListenerOptions(headers=_headers(headers), rate_limit=rate_limit),
-            created_at=now,
-            updated_at=now,
+            headers=_headers(headers),
+            rate_limit=rate_limit,
+            id=listener_id,
         )
         with ListenerStore(obj.settings) as store:
             if listener_id and listener_id in _read(store).listeners:
@@ -265,7 +263,7 @@ def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _read(store: ListenerStore) -> ListenerTable:
+def _read(store: ListenerStore) -> ListenerSnapshot:
     bar: Any = None
 
     def progress(done: int, expected: int) -> None:
@@ -387,7 +385,7 @@ def listeners_update(
     """Change a listener; what is not given stays as it was."""
     with _errors(), ListenerStore(obj.settings) as store:
         listener = _get(store, listener_id)
-        changes: dict[str, Any] = {"updated_at": datetime.now(UTC)}
+        changes: dict[str, Any] = {}
         if url is not None:
             changes["url"] = url
         if match_all:
@@ -400,14 +398,9 @@ def listeners_update(
             changes["active"] = active
         if rate_limit is not None:
             changes["options"] = msgspec.structs.replace(listener.options, rate_limit=rate_limit)
-        updated = _revalidate(msgspec.structs.replace(listener, **changes))
+        updated = changed(listener, **changes)
         store.put(updated)
     click.echo(f"updated {updated.id}")
-
-
-def _revalidate(listener: ListenerSpec) -> ListenerSpec:
-    """``structs.replace`` skips ``__post_init__``: run the record through its decoder."""
-    return decode(encode(listener), ListenerSpec)
 
 
 @listeners.command("rm")

@@ -14,7 +14,7 @@ and fetches again, until the hole fills (normally within milliseconds) or
 transaction markers), so a gap that outlasts the patience is accepted and logged as
 a warning with its topic, partition and offsets. Patience 0 turns the guard off.
 
-The guard is pure bookkeeping: the Kafka clients' adapters (``durian.store`` for
+The guard is pure bookkeeping: the Kafka clients' adapters (``durian.reading`` for
 confluent-kafka, ``stream_processor.consumer`` for Faust's aiokafka) do the seeking.
 """
 

@@ -1,7 +1,11 @@
-"""Kafka client configuration, built here and nowhere else.
+"""Kafka clients: their configuration, one produce path and one way to word errors.
 
 ``confluent_config(settings, role)`` gives the librdkafka dict for one client
-role; ``faust_options(settings)`` the keyword arguments of ``faust.App``.
+role (its log lines go to the ``durian.kafka.client`` logger);
+``faust_options(settings)`` the keyword arguments of ``faust.App``.
+``produce()`` queues one record, waiting while librdkafka's local queue is
+full, and ``error_text()`` words a confluent-kafka exception: every module
+that writes with confluent-kafka goes through these two.
 
 Embedded-broker settings
 ------------------------
@@ -17,7 +21,7 @@ only when ``Settings.embedded`` is true, never against a real cluster:
   end offsets are wrong when the last batch held several records. Writers of
   topics whose end offsets are read (the listeners table, which the stream
   processor recovers by end offset) must end every write with a batch of one
-  record: ``durian.store.ListenerStore`` sends the last record of a write on
+  record: ``durian.listener_store.ListenerStore`` sends the last record of a write on
   its own. One record per batch for *every* record is not an option: tansu's
   memory storage reads a partition of many tiny batches in superlinear time
   (measured: 40,000 one-record batches read in 1 s, 70,000 in 6.6 s, 100,000
@@ -45,18 +49,36 @@ only when ``Settings.embedded`` is true, never against a real cluster:
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
 from durian.conf import Settings
+from durian.exceptions import PublishError
 
 __all__ = [
     "EMBEDDED_CONSUMER",
     "EMBEDDED_PRODUCER",
     "Role",
     "confluent_config",
+    "error_text",
     "faust_options",
     "gap_patience",
+    "produce",
+    "stream_fetch_wait_ms",
 ]
+
+#: librdkafka's own log lines (connects, disconnects) go through Python logging.
+client_log = logging.getLogger("durian.kafka.client")
+
+Headers = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]]
+"""Record headers, as a dict or as the (name, value) pairs a consumer hands out."""
+
+Delivered = Callable[[KafkaError | None, Message], None]
+"""A delivery callback: ``(error or None, message)``, called from ``poll``/``flush``."""
 
 Role = Literal["producer", "writer", "table-writer", "consumer", "reader", "admin"]
 
@@ -96,6 +118,7 @@ def confluent_config(settings: Settings, role: Role, **extra: Any) -> dict[str, 
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"{settings.topic_prefix}-{role}",
+        "logger": client_log,
     }
     config.update(settings.kafka_options)
     if role in ("producer", "writer", "table-writer"):
@@ -135,8 +158,55 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def stream_fetch_wait_ms(settings: Settings) -> int:
+    """How long the stream workers' fetches wait for records. A broker that answers as
+    soon as records arrive (Apache Kafka) makes this only the idle poll interval;
+    the embedded broker holds every fetch for the whole wait, so it is the latency
+    each event waits there."""
+    return int(EMBEDDED_CONSUMER["fetch.wait.max.ms"]) if settings.embedded else 500
+
+
 def gap_patience(settings: Settings) -> float:
     """Seconds a reader waits for a hole in a partition to fill (0: no guard)."""
     if settings.gap_patience is not None:
         return settings.gap_patience
     return 10.0 if settings.embedded else 0.0
+
+
+def error_text(exc: KafkaException | KafkaError) -> str:
+    """librdkafka's wording of an error, e.g. ``Broker: Unknown topic or partition``."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+    return error.str() if isinstance(error, KafkaError) else str(error)
+
+
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    *,
+    key: bytes | None = None,
+    headers: Headers | None = None,
+    on_delivery: Delivered | None = None,
+    block: float = 30.0,
+) -> None:
+    """Queue one record; its outcome comes to ``on_delivery``.
+
+    While librdkafka's local queue is full (the broker is slow or away) this
+    serves delivery callbacks and tries again, for at most ``block`` seconds.
+    Raises ``PublishError`` when the queue stays full or the record is refused
+    outright (too large, unknown topic).
+    """
+    deadline = time.monotonic() + block
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            if time.monotonic() > deadline:
+                raise PublishError(
+                    f"cannot publish to {topic}: the local produce queue stayed full for "
+                    f"{block:g} s (is the broker reachable?)"
+                ) from None
+            producer.poll(0.05)
+        except KafkaException as exc:
+            raise PublishError(f"cannot publish to {topic}: {error_text(exc)}") from None

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any as AnyType
 from typing import ClassVar, TypeAlias
 
+import msgspec
 import re2
 
 from durian.exceptions import InvalidMatcher
@@ -48,6 +49,8 @@ __all__ = [
     "compile_spec",
     "deepmatch",
     "equality_keys",
+    "matcher_from_text",
+    "parse_operand",
     "spec_from_json",
     "spec_to_json",
 ]
@@ -320,6 +323,30 @@ def _matcher_from_json(where: str, condition: Mapping[str, AnyType]) -> Matcher:
         return cls(pattern)
     except InvalidMatcher as exc:
         raise InvalidMatcher(f"field {where!r}: {exc}") from None
+
+
+def parse_operand(text: str) -> AnyType:
+    """What a typed value means as an operand of ``is`` or ``contains``: JSON when it
+    reads as a scalar or a list (``42``, ``true``, ``null``, ``"42"``, ``[1, 2]``), else
+    the text itself (``Joe``; an object too: nested fields get nested conditions)."""
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text
+    return text if isinstance(value, dict) else value
+
+
+def matcher_from_text(op: str, text: str) -> Matcher:
+    """One condition as people type it, in the CLI's ``--match`` and the web form alike:
+    ``op`` is any, is, startswith, endswith, contains or like; the operands of is and
+    contains are read by ``parse_operand``, the others are text."""
+    name = op.lower()
+    cls = Matcher.registry.get(name)
+    if cls is None or name.startswith("_"):
+        raise InvalidMatcher(f"unknown condition {op!r} (known: {', '.join(_public_ops())})")
+    if cls is Any:
+        return Any()
+    return cls(parse_operand(text) if name in ("is", "contains") else text)
 
 
 def _public_ops() -> list[str]:

@@ -15,7 +15,7 @@ import time
 import urllib.parse
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar, overload
 
 import msgspec
 
@@ -26,6 +26,7 @@ from durian.match import spec_from_json
 __all__ = [
     "LISTENER_DISABLED",
     "Attempt",
+    "Consumed",
     "DeliveryJob",
     "Event",
     "ListenerOptions",
@@ -33,10 +34,13 @@ __all__ = [
     "Record",
     "RetiredSecret",
     "decode",
+    "decode_message",
     "encode",
     "event_key",
     "job_id",
+    "job_key",
     "listener_key",
+    "listener_of",
     "new_id",
     "validate_url",
 ]
@@ -66,8 +70,24 @@ def event_key(hook: str, pk: object) -> bytes:
 
 
 def listener_key(listener_id: str) -> bytes:
-    """Key of a listener record and of its delivery jobs (order per endpoint)."""
+    """Key of a listener record, and of the attempts made for it."""
     return listener_id.encode()
+
+
+def job_key(listener_id: str, event: Event) -> bytes:
+    """Key of a delivery job: ``<listener id>/<object>``.
+
+    One listener's jobs spread over every partition of the deliveries topic, so
+    every delivery worker can work for a busy listener; the changes of one object
+    land on one partition and reach each listener in the order they happened (as
+    long as none needs a retry: a retried job waits on its tier while later ones go).
+    """
+    return f"{listener_id}/{event.object_id or event.id}".encode()
+
+
+def listener_of(key: bytes | None) -> str:
+    """The listener id a delivery job's key names (``job_key``; a bare id, too)."""
+    return (key or b"").split(b"/", 1)[0].decode(errors="replace")
 
 
 def validate_url(url: str) -> str:
@@ -293,3 +313,19 @@ def decode(
         return decoder.decode(data)
     except (msgspec.DecodeError, RecordError) as exc:
         raise DecodeError(str(exc), topic=topic, partition=partition, offset=offset) from None
+
+
+class Consumed(Protocol):
+    """A record as a Kafka client hands it out (confluent-kafka's ``Message``)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def value(self) -> bytes | None: ...
+
+
+def decode_message(msg: Consumed, type: type[R]) -> R:
+    """Decode a consumed record; a ``DecodeError`` names its topic, partition and offset."""
+    return decode(
+        msg.value() or b"", type, topic=msg.topic(), partition=msg.partition(), offset=msg.offset()
+    )

@@ -9,7 +9,7 @@ from django import forms
 
 from durian.addresses import AddressPolicy
 from durian.exceptions import InvalidListener
-from durian.match import compile_spec, deepmatch, spec_from_json, spec_to_json
+from durian.match import compile_spec, deepmatch, matcher_from_text, spec_from_json, spec_to_json
 from durian.records import validate_url
 from producer.conf import get_settings
 
@@ -25,14 +25,6 @@ KINDS = [
     ("like", "like (regular expression)"),
 ]
 _NEEDS_VALUE = {"is", "startswith", "endswith", "contains", "like"}
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return text if isinstance(value, dict | list) else value
 
 
 class ListenerForm(forms.Form):
@@ -110,13 +102,10 @@ class ListenerForm(forms.Form):
             if kind in _NEEDS_VALUE and not value:
                 self.add_error(f"value_{name}", f"give a value to compare {name} with")
                 continue
-            operand: Any = True if kind == "any" else value
-            if kind in ("is", "contains"):
-                operand = _json_or_text(value)
             try:
-                spec.update(spec_from_json({name: {f"${kind}": operand}}))
+                spec[name] = matcher_from_text(kind, value)
             except InvalidListener as exc:
-                self.add_error(f"value_{name}", str(exc))
+                self.add_error(f"value_{name}", f"field {name!r}: {exc}")
         self.spec = spec_to_json(compile_spec(spec)) if spec else {}
         return cleaned
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from durian.addresses import AddressPolicy
 from durian.exceptions import InvalidListener
+from durian.listener_store import ListenerStore
+from durian.listeners import new_listener
 from durian.match import compile_spec, spec_to_json
-from durian.records import ListenerOptions, ListenerSpec, new_id
-from durian.signing import generate_secret
-from durian.store import ListenerStore
+from durian.records import ListenerSpec
 from producer.conf import get_settings
 
 if TYPE_CHECKING:
@@ -73,18 +72,15 @@ class Listener:
 
     def build(self) -> ListenerSpec:
         """The listener record (validated: bad URLs, matchers and patterns raise here)."""
-        now = datetime.now(UTC)
-        return ListenerSpec(
-            id=self.id or new_id("lst"),
+        return new_listener(
             hook=self.hook.name,
             url=self.url,
-            secret=generate_secret(),
             match=spec_to_json(compile_spec(self.conditions)),
             active=self.active,
             description=self.description,
-            options=ListenerOptions(headers=self.headers, rate_limit=self.rate_limit),
-            created_at=now,
-            updated_at=now,
+            headers=self.headers,
+            rate_limit=self.rate_limit,
+            id=self.id,
         )
 
     def save(self) -> ListenerSpec:

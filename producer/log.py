@@ -20,16 +20,15 @@ from django.utils import timezone
 
 from durian import conf
 from durian.exceptions import DecodeError
-from durian.kafka import confluent_config
-from durian.records import Attempt
-from durian.store import GuardedConsumer, decode_message
+from durian.kafka import confluent_config, error_text
+from durian.reading import GuardedConsumer
+from durian.records import Attempt, decode_message
 from durian.topics import TopicNames
 from producer.models import DeliveryAttempt
 
 __all__ = ["AttemptLog"]
 
 logger = logging.getLogger(__name__)
-_kafka_log = logging.getLogger("durian.kafka.client")
 
 
 class AttemptLog:
@@ -45,7 +44,6 @@ class AttemptLog:
             confluent_config(
                 settings,
                 "consumer",
-                logger=_kafka_log,
                 **{"group.id": names.group("log"), "enable.partition.eof": True},
             )
         )
@@ -83,7 +81,7 @@ class AttemptLog:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self._at_end.add(msg.partition() or 0)
                 else:
-                    logger.error("attempts consumer: %s", error.str())
+                    logger.error("attempts consumer: %s", error_text(error))
                 continue
             self._at_end.discard(msg.partition() or 0)
             location = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
@@ -121,7 +119,7 @@ class AttemptLog:
             try:
                 self._consumer.commit(offsets=positions, asynchronous=False)
             except KafkaException as exc:
-                logger.warning("offset commit failed (will retry): %s", exc.args[0].str())
+                logger.warning("offset commit failed (will retry): %s", error_text(exc))
         return len(rows)
 
     def prune(self) -> int:

@@ -6,7 +6,8 @@ and raised as ``PublishError`` by the next ``flush()`` (also called at exit),
 so a broken broker is never silent. The producer is re-created after a fork
 (librdkafka handles are not fork-safe).
 
-confluent-kafka errors are translated here and nowhere else in ``producer``.
+The produce path itself (a full local queue, a refused record) is
+``durian.kafka.produce``, shared with every other writer.
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ import atexit
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from durian import conf
 from durian.exceptions import PublishError
-from durian.kafka import confluent_config
+from durian.kafka import confluent_config, error_text, produce
 
 __all__ = ["Publisher", "flush", "publisher", "reset"]
 
 logger = logging.getLogger(__name__)
-_kafka_log = logging.getLogger("durian.kafka.client")
 
 
 @dataclass
@@ -54,9 +53,7 @@ class Publisher:
         if self._producer is None or self._pid != os.getpid():
             with self._lock:
                 if self._producer is None or self._pid != os.getpid():
-                    self._producer = Producer(
-                        confluent_config(self.settings, "producer", logger=_kafka_log)
-                    )
+                    self._producer = Producer(confluent_config(self.settings, "producer"))
                     self._pid = os.getpid()
         return self._producer
 
@@ -64,22 +61,11 @@ class Publisher:
         """Queue one record. Raises ``PublishError`` if the local queue stays full for
         ``block`` seconds or the record is refused outright (e.g. too large)."""
         producer = self.producer
-        deadline = time.monotonic() + block
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                if time.monotonic() > deadline:
-                    self._fail(f"{topic}: the local produce queue stayed full for {block} s")
-                    raise PublishError(
-                        f"cannot publish to {topic}: the producer queue is full "
-                        "(is the broker reachable?)"
-                    ) from None
-                producer.poll(0.05)
-            except KafkaException as exc:
-                self._fail(f"{topic}: {exc.args[0].str()}")
-                raise PublishError(f"cannot publish to {topic}: {exc.args[0].str()}") from None
+        try:
+            produce(producer, topic, value, key=key, on_delivery=self._on_delivery, block=block)
+        except PublishError as exc:
+            self._fail(str(exc))
+            raise
         self.stats.queued += 1
         producer.poll(0)
 
@@ -87,7 +73,7 @@ class Publisher:
         if err is None:
             self.stats.delivered += 1
             return
-        self._fail(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+        self._fail(f"{msg.topic()}[{msg.partition()}]: {error_text(err)}")
 
     def _fail(self, reason: str) -> None:
         logger.error("durian could not publish a record: %s", reason)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -24,10 +24,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
+from durian.dead_letters import DeadLetters
 from durian.exceptions import BrokerUnavailable, DurianError, InvalidListener
-from durian.records import ListenerOptions, ListenerSpec, RetiredSecret, decode, encode, new_id
-from durian.signing import generate_secret
-from durian.store import DeadLetters
+from durian.listeners import changed, new_listener, rotated
+from durian.records import ListenerSpec
 from producer.conf import get_settings
 from producer.forms import ListenerForm
 from producer.hooks import Hook
@@ -35,8 +35,6 @@ from producer.listeners import listener_store
 from producer.models import DeliveryAttempt
 from producer.registry import hooks
 
-#: How long a rotated-out secret still signs, so receivers can switch over.
-ROTATION_GRACE = timedelta(hours=24)
 _SECRET_KEY = "durian_secret_once"
 
 View = Callable[..., HttpResponse]
@@ -154,20 +152,15 @@ def listener_create(request: HttpRequest, hook: str) -> HttpResponse:
         return _form_page(request, hook, form)
     if "test" in request.POST:
         return _form_page(request, hook, form, tested=form.test_sample())
-    now = datetime.now(UTC)
     data = form.cleaned_data
     try:
-        listener = ListenerSpec(
-            id=new_id("lst"),
+        listener = new_listener(
             hook=hook,
             url=data["url"],
-            secret=generate_secret(),
             match=form.spec,
             active=bool(data["active"]),
             description=data["description"],
-            options=ListenerOptions(rate_limit=data["rate_limit"]),
-            created_at=now,
-            updated_at=now,
+            rate_limit=data["rate_limit"],
         )
     except DurianError as exc:
         form.add_error(None, str(exc))
@@ -217,7 +210,7 @@ def listener_edit(request: HttpRequest, listener_id: str) -> HttpResponse:
             request, listener.hook, form, listener=listener, tested=form.test_sample()
         )
     data = form.cleaned_data
-    updated = _replace(
+    updated = changed(
         listener,
         url=data["url"],
         match=form.spec,
@@ -230,18 +223,12 @@ def listener_edit(request: HttpRequest, listener_id: str) -> HttpResponse:
     return redirect("durian:listener-detail", listener_id=listener.id)
 
 
-def _replace(listener: ListenerSpec, **changes: Any) -> ListenerSpec:
-    """A changed listener, validated like a new one (``structs.replace`` skips that)."""
-    changed = msgspec.structs.replace(listener, updated_at=datetime.now(UTC), **changes)
-    return decode(encode(changed), ListenerSpec)
-
-
 @require_POST
 @_guarded("durian.change_listener")
 def listener_toggle(request: HttpRequest, listener_id: str) -> HttpResponse:
     listener = _listener(listener_id)
     try:
-        listener_store().put(_replace(listener, active=not listener.active))
+        listener_store().put(changed(listener, active=not listener.active))
     except InvalidListener as exc:  # enabling one whose URL is refused now
         messages.error(request, f"Listener {listener.id} not enabled: {exc}")
         return redirect("durian:listener-detail", listener_id=listener.id)
@@ -255,12 +242,10 @@ def listener_toggle(request: HttpRequest, listener_id: str) -> HttpResponse:
 def listener_rotate(request: HttpRequest, listener_id: str) -> HttpResponse:
     """A new secret; the current one keeps signing (as a second signature) for a grace period."""
     listener = _listener(listener_id)
-    now = datetime.now(UTC)
-    still = tuple(old for old in listener.old_secrets if old.expires_at > now)
-    retired = RetiredSecret(secret=listener.secret, expires_at=now + ROTATION_GRACE)
-    secret = generate_secret()
-    listener_store().put(_replace(listener, secret=secret, old_secrets=(*still, retired)))
-    _show_secret_once(request, listener.id, secret)
+    new = rotated(listener)
+    listener_store().put(new)
+    retired = new.old_secrets[-1]
+    _show_secret_once(request, listener.id, new.secret)
     messages.success(
         request,
         f"New secret for {listener.id}. The previous one also signs until "

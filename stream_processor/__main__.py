@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from durian import conf
-from durian.store import TopicAdmin
+from durian.topic_admin import TopicAdmin
 from stream_processor.app import create_app
 
 

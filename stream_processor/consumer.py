@@ -46,6 +46,12 @@ class GuardedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         #: mistaken for a hole (its records start where the seek put the partition).
         self._seeks = 0
 
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust hard-codes 1500 ms. The fetcher is built at start() from this attribute.
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_wait_ms", 1500)
+        return consumer
+
     async def _fetch_records(
         self,
         consumer: aiokafka.AIOKafkaConsumer,

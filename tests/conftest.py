@@ -25,7 +25,8 @@ from durian.cli import main
 from durian.embedded import EmbeddedBroker, EmbeddedRedis, redis_answers
 from durian.exceptions import BrokerUnavailable
 from durian.kafka import confluent_config
-from durian.store import GuardedConsumer, TopicAdmin, read_to_end
+from durian.reading import GuardedConsumer, read_to_end
+from durian.topic_admin import TopicAdmin
 
 #: Under CI a missing service is a failure, never a skip.
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

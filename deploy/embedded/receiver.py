@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from durian import conf
 from durian.exceptions import DurianError, SignatureError
+from durian.listener_store import ListenerStore
 from durian.signing import verify
-from durian.store import ListenerStore
 
 
 def secrets_for(port: int, path: str) -> list[str]:

@@ -26,9 +26,10 @@ from typing import NoReturn
 
 from durian import conf
 from durian.embedded import EmbeddedStack, port_is_free, spawn
+from durian.listener_store import ListenerStore
 from durian.records import ListenerSpec, new_id
 from durian.signing import generate_secret
-from durian.store import ListenerStore, TopicAdmin
+from durian.topic_admin import TopicAdmin
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

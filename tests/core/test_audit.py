@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from durian.audit import judge
+from durian.reading import StoredRecord
 from durian.records import (
     Attempt,
     DeliveryJob,
@@ -18,7 +19,6 @@ from durian.records import (
     listener_key,
 )
 from durian.signing import generate_secret
-from durian.store import StoredRecord
 
 NOW = 10_000.0
 SECRET = generate_secret()

@@ -20,7 +20,7 @@ from django.test import override_settings
 from pytest_httpserver import HTTPServer
 
 from durian import conf
-from durian.store import TopicAdmin
+from durian.topic_admin import TopicAdmin
 from producer import publish
 from tests.fast_receiver import FastReceiver
 from tests.receiver import Receiver

@@ -16,7 +16,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from durian import conf
 from durian.kafka import confluent_config
-from durian.store import GuardedConsumer, TopicAdmin
+from durian.reading import GuardedConsumer
+from durian.topic_admin import TopicAdmin
 from durian.topics import TopicSpec
 
 pytestmark = pytest.mark.integration

@@ -22,6 +22,7 @@ from confluent_kafka import Producer
 
 from durian import conf
 from durian.kafka import confluent_config
+from durian.listener_store import ListenerStore
 from durian.records import (
     LISTENER_DISABLED,
     Attempt,
@@ -36,7 +37,6 @@ from durian.records import (
     new_id,
 )
 from durian.signing import generate_secret
-from durian.store import ListenerStore
 from durian.topics import TopicNames
 from tests.conftest import read_topic, wait_for
 from tests.fast_receiver import Answer, FastReceiver, Hit

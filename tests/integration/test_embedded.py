@@ -18,7 +18,7 @@ import redis
 from durian import conf
 from durian.embedded import EmbeddedBroker, EmbeddedRedis, EmbeddedStack, free_port
 from durian.exceptions import BrokerUnavailable
-from durian.store import TopicAdmin
+from durian.topic_admin import TopicAdmin
 from tests.conftest import wait_for
 
 DURIAN = str(Path(sys.executable).with_name("durian"))

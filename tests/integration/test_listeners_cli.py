@@ -12,9 +12,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from durian import conf
 from durian.kafka import confluent_config
+from durian.listener_store import ListenerStore
 from durian.records import ListenerSpec, decode, encode
 from durian.signing import generate_secret
-from durian.store import ListenerStore, TopicAdmin
+from durian.topic_admin import TopicAdmin
 from durian.topics import TopicNames
 from tests.conftest import durian_cli as durian
 from tests.conftest import read_topic

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from durian.audit import audit
+from durian.listener_store import ListenerStore
 from durian.records import ListenerSpec, job_id, new_id
 from durian.signing import generate_secret
-from durian.store import ListenerStore
 from tests.conftest import wait_for
 from tests.fast_receiver import FastReceiver
 from tests.integration.conftest import Pipeline

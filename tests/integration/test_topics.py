@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from durian import conf
-from durian.store import TopicAdmin
+from durian.topic_admin import TopicAdmin
 from durian.topics import TopicNames, topic_specs
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from durian import conf
-from durian.store import TopicAdmin
+from durian.topic_admin import TopicAdmin
 from producer import publish
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from durian import conf
 from durian.exceptions import InvalidListener, InvalidMatcher
+from durian.listener_store import ListenerStore
 from durian.match import Startswith
-from durian.store import ListenerStore
 from producer.listeners import delete_listener
 from tests.testapp.webhooks import PersonHook
 

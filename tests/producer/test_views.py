@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from durian import conf
-from durian.store import ListenerStore
+from durian.listener_store import ListenerStore
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
