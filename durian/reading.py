@@ -44,7 +44,16 @@ class GuardedConsumer:
         self.guard = GapGuard(gap_patience(settings), name=name)
 
     def consume(self, num_messages: int, timeout: float) -> list[Message]:
-        return self.admit(self.consumer.consume(num_messages=num_messages, timeout=timeout))
+        """Up to ``num_messages`` records, as soon as there is one (or ``[]`` after
+        ``timeout``). librdkafka's own ``consume`` waits for the whole batch or the whole
+        timeout: at 50 records/s that held each one ~100 ms on average."""
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        if num_messages > 1:
+            batch += self.consumer.consume(num_messages=num_messages - 1, timeout=0)
+        return self.admit(batch)
 
     def admit(self, batch: list[Message]) -> list[Message]:
         """The part of ``batch`` to process; error events pass, except the end of a
