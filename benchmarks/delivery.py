@@ -31,10 +31,10 @@ import httpx
 from aiohttp import web
 from confluent_kafka import Producer
 
-from delivery_workers.transport import guarded_transport
 from durian import conf
 from durian.addresses import AddressPolicy
 from durian.embedded import EmbeddedStack, free_port
+from durian.http.transport import guarded_transport
 from durian.kafka import confluent_config, produce
 from durian.records import DeliveryJob, Event, ListenerSpec, encode, job_id, job_key, new_id
 from durian.signing import generate_secret, signature_headers

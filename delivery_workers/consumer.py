@@ -36,7 +36,6 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from delivery_workers.dispatch import Dispatcher
 from delivery_workers.endpoints import Endpoints
 from delivery_workers.health import EndpointHealth
 from delivery_workers.jobs import JobRunner
@@ -44,6 +43,7 @@ from delivery_workers.offsets import TP, OffsetTracker
 from delivery_workers.tiers import RetryTiers
 from delivery_workers.writer import Writer
 from durian import conf
+from durian.http.dispatch import Dispatcher
 from durian.kafka import confluent_config, error_text
 from durian.reading import GuardedConsumer
 from durian.records import listener_of

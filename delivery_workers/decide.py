@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from delivery_workers.dispatch import AttemptResult
 from delivery_workers.health import Admission, Settlement
 from durian import conf
 from durian.backoff import next_delay, retry_after_delay
+from durian.http.dispatch import AttemptResult
 from durian.records import Attempt, DeliveryJob, ListenerSpec
 
 __all__ = ["Afterwards", "Step", "after_attempt", "listener_version", "on_admission", "when_due"]

@@ -27,13 +27,13 @@ from delivery_workers.decide import (
     on_admission,
     when_due,
 )
-from delivery_workers.dispatch import Dispatcher
 from delivery_workers.endpoints import WARN_EVERY, Endpoints
 from delivery_workers.health import EndpointHealth
 from delivery_workers.tiers import RetryTiers
 from delivery_workers.writer import Writer
 from durian import conf
 from durian.exceptions import DecodeError, DurianError
+from durian.http.dispatch import Dispatcher
 from durian.listener_store import ListenerStore
 from durian.records import (
     LISTENER_DISABLED,

@@ -10,6 +10,9 @@ from django.core.exceptions import FieldDoesNotExist
 
 from durian import conf
 from durian.exceptions import ImproperlyConfigured
+from producer.conf import get_settings
+from producer.hooks import ModelHook
+from producer.registry import hooks
 
 
 def register() -> None:
@@ -20,8 +23,6 @@ def register() -> None:
 def check_settings(
     app_configs: Sequence[Any] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    from producer.conf import get_settings
-
     try:
         settings = get_settings()
     except ImproperlyConfigured as exc:
@@ -39,9 +40,6 @@ def check_settings(
 def check_hooks(
     app_configs: Sequence[Any] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    from producer.hooks import ModelHook
-    from producer.registry import hooks
-
     messages: list[checks.CheckMessage] = []
     for first, second in hooks.conflicts:
         messages.append(

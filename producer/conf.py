@@ -23,6 +23,3 @@ def get_settings() -> conf.Settings:
 def _reset(setting: str, **kwargs: Any) -> None:
     if setting == "DURIAN":
         get_settings.cache_clear()
-        from producer import publish
-
-        publish.reset()

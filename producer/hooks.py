@@ -25,16 +25,15 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
-from django.db import models, router, transaction
+from django.db import models, router
 from django.db.models import signals as model_signals
 from django.db.models.fields.files import FieldFile
 from django.dispatch import Signal
 
 from durian.exceptions import ImproperlyConfigured
-from durian.records import Event, encode, event_key, new_id
-from durian.topics import TopicNames
-from producer.conf import get_settings
-from producer.publish import publisher
+from durian.records import Event, new_id
+from producer.backends import backend_for
+from producer.listeners import ListenerBuilder
 
 __all__ = ["Hook", "ModelHook", "SignalHook", "json_safe"]
 
@@ -96,31 +95,17 @@ class Hook:
             data=json_safe(self.prepare_payload(sender, payload)),
             object_id=None if object_id is None else str(object_id),
         )
-        settings = get_settings()
-        if self.is_inline():
-            from producer import inline
-
-            transaction.on_commit(lambda: inline.deliver(event, settings), using=using)
-            return event
-        key = event_key(self.name, event.object_id if object_id is not None else event.id)
-        value = encode(event)
-        topic = TopicNames(settings.topic_prefix).events
-        transaction.on_commit(lambda: publisher().publish(topic, key, value), using=using)
+        backend_for(self).send(event, using=using)
         return event
-
-    def is_inline(self) -> bool:
-        return get_settings().inline if self.inline is None else self.inline
 
     # -- listeners -----------------------------------------------------------
 
-    def listener(self, url: str, **options: Any) -> Any:
+    def listener(self, url: str, **options: Any) -> ListenerBuilder:
         """Start a listener for this hook (the seed's API)::
 
         PersonHook().listener(url="https://where.joe/is/listening").match(name="Joe").save()
         """
-        from producer.listeners import Listener
-
-        return Listener(self, url, **options)
+        return ListenerBuilder(self, url, **options)
 
     def fields(self) -> list[str]:
         """The names of the fields this hook sends (for forms and documentation)."""

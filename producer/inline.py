@@ -2,33 +2,34 @@
 
 For development and for a site's own tests: no broker, no workers. Listeners
 saved in inline mode live in this process's table; after a transaction
-commits, each event is matched with the same matchers and POSTed, signed the
-same way, synchronously, with the same timeouts, no redirects and the same
-address guard. There are no retries: each attempt is kept in ``attempts``
-for tests to inspect, and a failure is logged.
+commits, each event is matched with the same matchers and POSTed with the
+delivery workers' own code (``durian.http``): the same signed request, the
+same transport and address guard (checked as it connects, no second lookup,
+no proxy from the environment), the same timeouts including the total
+deadline, no redirects and the same response cap. There are no retries: each
+attempt is kept in ``attempts`` for tests to inspect, and a failure is logged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
-import socket
 import threading
-import time
-import urllib.parse
+from collections.abc import Coroutine
 from dataclasses import dataclass
-
-import httpx
-import msgspec
+from typing import Any, TypeVar
 
 from durian import conf
-from durian.addresses import AddressPolicy
+from durian.http.dispatch import AttemptResult, Dispatcher
 from durian.match import deepmatch, spec_from_json
-from durian.records import Event, ListenerSpec, job_id
-from durian.signing import signature_headers
+from durian.records import DeliveryJob, Event, ListenerSpec, job_id
 
 __all__ = ["InlineAttempt", "attempts", "clear", "deliver", "listeners"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class InlineAttempt:
 
     @property
     def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+        return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
 
 
 listeners: dict[str, ListenerSpec] = {}
@@ -69,60 +70,46 @@ def clear() -> None:
 def deliver(event: Event, settings: conf.Settings) -> list[InlineAttempt]:
     """POST ``event`` to every matching active inline listener, one after another."""
     with _lock:
-        matching = [
-            listener
-            for listener in listeners.values()
-            if listener.active
-            and listener.hook == event.hook
-            and deepmatch(spec_from_json(listener.match), event.data)
-        ]
-    body = msgspec.json.encode(
-        {"type": event.hook, "timestamp": event.occurred_at.isoformat(), "data": event.data}
-    )
+        matching = sorted(
+            (
+                listener
+                for listener in listeners.values()
+                if listener.active
+                and listener.hook == event.hook
+                and deepmatch(spec_from_json(listener.match), event.data)
+            ),
+            key=lambda listener: listener.id,
+        )
+    if not matching:
+        return []
+    jobs = [DeliveryJob(id=job_id(event.id, lst.id), event=event, listener=lst) for lst in matching]
+    results = _run(_attempt_each(jobs, settings))
     done = []
-    timeout = httpx.Timeout(settings.delivery_timeout, connect=settings.connect_timeout)
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        for listener in sorted(matching, key=lambda item: item.id):
-            done.append(_post(client, settings, event, listener, body))
+    for job, result in zip(jobs, results, strict=True):
+        error = None if result.ok else result.error or "failed"
+        if error:
+            logger.error("inline delivery of %s to %s failed: %s", job.id, job.listener.id, error)
+        done.append(InlineAttempt(job.id, job.listener.id, job.listener.url, result.status_code,
+                                  error))  # fmt: skip
     with _lock:
         attempts.extend(done)
     return done
 
 
-def _post(
-    client: httpx.Client, settings: conf.Settings, event: Event, listener: ListenerSpec, body: bytes
-) -> InlineAttempt:
-    msg_id = job_id(event.id, listener.id)
-    status: int | None = None
-    error: str | None = None
+async def _attempt_each(jobs: list[DeliveryJob], settings: conf.Settings) -> list[AttemptResult]:
+    dispatcher = Dispatcher(settings)
     try:
-        _guard(listener.url, settings)
-        headers = {
-            **listener.options.headers,
-            "content-type": "application/json",
-            **signature_headers(
-                msg_id, body, listener.signing_secrets(), timestamp=int(time.time())
-            ),
-        }
-        response = client.post(listener.url, content=body, headers=headers)
-        status = response.status_code
-        if not 200 <= status < 300:
-            error = f"answered HTTP {status}"
-    except (httpx.HTTPError, OSError, ValueError) as exc:
-        error = str(exc) or type(exc).__name__
-    if error:
-        logger.error("inline delivery of %s to %s failed: %s", msg_id, listener.id, error)
-    return InlineAttempt(msg_id, listener.id, listener.url, status, error)
+        return [await dispatcher.attempt(job) for job in jobs]
+    finally:
+        await dispatcher.aclose()
 
 
-def _guard(url: str, settings: conf.Settings) -> None:
-    policy = AddressPolicy.from_settings(settings)
-    if policy.allow_all:
-        return
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    addresses = sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port)})
-    reason = policy.blocked_reason(host, addresses)
-    if reason is not None:
-        raise ValueError(reason)
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end from synchronous code, also where this thread already
+    runs an event loop (then on a thread of its own)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -1,53 +1,38 @@
 """Listeners from Django: the seed's ``Hook().listener(url=...).match(...).save()``.
 
-Saving writes a listener record to the compacted listeners topic (the one
-source of truth); deleting writes a tombstone. Nothing is stored in the
-Django database.
+Saving hands the listener to its hook's backend (``producer.backends``): a
+record on the compacted listeners topic (the one source of truth), or this
+process's table in inline mode. Nothing is stored in the Django database.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from durian.addresses import AddressPolicy
 from durian.exceptions import InvalidListener
-from durian.listener_store import ListenerStore
 from durian.listeners import new_listener
 from durian.match import compile_spec, spec_to_json
 from durian.records import ListenerSpec
+from producer.backends import backend_for, delete_listener
 from producer.conf import get_settings
 
-if TYPE_CHECKING:
-    from producer.hooks import Hook
-
-__all__ = ["Listener", "delete_listener", "listener_store"]
-
-_store: ListenerStore | None = None
-_store_pid = 0
-_lock = threading.Lock()
+__all__ = ["ListenerBuilder", "delete_listener"]
 
 
-def listener_store() -> ListenerStore:
-    """This process's listener store for the current settings (new after a fork or a
-    settings change; its producer is created on first write)."""
-    global _store, _store_pid
-    settings = get_settings()
-    with _lock:
-        if _store is None or _store_pid != os.getpid() or _store.settings is not settings:
-            if _store is not None and _store_pid == os.getpid():
-                _store.close()
-            _store, _store_pid = ListenerStore(settings), os.getpid()
-        return _store
+class _Hook(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def inline(self) -> bool | None: ...
 
 
-class Listener:
+class ListenerBuilder:
     """A listener being built: ``.match(**conditions)`` then ``.save()``."""
 
     def __init__(
         self,
-        hook: Hook,
+        hook: _Hook,
         url: str,
         *,
         description: str = "",
@@ -65,7 +50,7 @@ class Listener:
         self.id = id
         self.conditions: dict[str, Any] = {}
 
-    def match(self, **conditions: Any) -> Listener:
+    def match(self, **conditions: Any) -> ListenerBuilder:
         """Add conditions: ``name="Joe"``, ``name=Startswith("J")``, ``address={"city": ...}``."""
         self.conditions.update(conditions)
         return self
@@ -84,7 +69,7 @@ class Listener:
         )
 
     def save(self) -> ListenerSpec:
-        """Write the listener to the listeners topic; returns it, secret included.
+        """Save the listener with its hook's backend; returns it, secret included.
 
         Raises ``InvalidListener`` for a URL whose host is an IP address deliveries
         may not reach (private, loopback, ...; see ``DURIAN_ADDRESS_ALLOWLIST``)."""
@@ -92,20 +77,5 @@ class Listener:
         refusal = AddressPolicy.from_settings(get_settings()).url_refusal(spec.url)
         if refusal is not None:
             raise InvalidListener(refusal)
-        if self.hook.is_inline():
-            from producer import inline
-
-            inline.put(spec)
-        else:
-            listener_store().put(spec)
+        backend_for(self.hook).save_listener(spec)
         return spec
-
-
-def delete_listener(listener_id: str) -> None:
-    """Write the tombstone that deletes a listener (or forget it, in inline mode)."""
-    from producer import inline
-
-    if listener_id in inline.listeners:
-        inline.delete(listener_id)
-    else:
-        listener_store().delete(listener_id)

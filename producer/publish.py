@@ -17,12 +17,16 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from durian import conf
 from durian.exceptions import PublishError
 from durian.kafka import confluent_config, error_text, produce
+from producer.conf import get_settings
 
 __all__ = ["Publisher", "flush", "publisher", "reset"]
 
@@ -105,8 +109,6 @@ def publisher() -> Publisher:
     if _publisher is None:
         with _publisher_lock:
             if _publisher is None:
-                from producer.conf import get_settings
-
                 _publisher = Publisher(get_settings())
     return _publisher
 
@@ -126,6 +128,12 @@ def reset() -> None:
             old.flush(5.0)
         except PublishError:
             logger.exception("records were lost while the durian settings changed")
+
+
+@receiver(setting_changed)
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "DURIAN":
+        reset()
 
 
 @atexit.register

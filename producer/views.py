@@ -28,10 +28,10 @@ from durian.dead_letters import DeadLetters
 from durian.exceptions import BrokerUnavailable, DurianError, InvalidListener
 from durian.listeners import changed, new_listener, rotated
 from durian.records import ListenerSpec
+from producer.backends import listener_store
 from producer.conf import get_settings
 from producer.forms import ListenerForm
 from producer.hooks import Hook
-from producer.listeners import listener_store
 from producer.models import DeliveryAttempt
 from producer.registry import hooks
 

@@ -9,11 +9,11 @@ import msgspec
 import pytest
 
 from delivery_workers.decide import after_attempt, on_admission, when_due
-from delivery_workers.dispatch import AttemptResult
 from delivery_workers.endpoints import STALLED_AFTER, WARN_EVERY, Endpoints
 from delivery_workers.health import Admission, Settlement
 from delivery_workers.tiers import RetryTiers
 from durian import conf
+from durian.http.dispatch import AttemptResult
 from durian.records import DeliveryJob, Event, ListenerSpec, job_id
 from durian.signing import generate_secret
 

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 from django.test import override_settings
-from pytest_httpserver import HTTPServer
 
 from durian import conf
 from durian.topic_admin import TopicAdmin
 from producer import publish
-from tests.fast_receiver import FastReceiver
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -114,15 +112,15 @@ def pipeline(
 
 
 @pytest.fixture
-def fast_receiver() -> Iterator[FastReceiver]:
-    """An aiohttp receiver for load and fault tests (``tests.fast_receiver``)."""
-    server = FastReceiver().start()
+def fresh_receiver() -> Iterator[Receiver]:
+    """A receiver of this test's own (load and fault tests set its answers)."""
+    server = Receiver().start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver(HTTPServer(host="127.0.0.1", port=0)).start()
+    server = Receiver().start()
     yield server
     server.stop()

@@ -39,8 +39,8 @@ from durian.records import (
 from durian.signing import generate_secret
 from durian.topics import TopicNames
 from tests.conftest import read_topic, wait_for
-from tests.fast_receiver import Answer, FastReceiver, Hit
 from tests.integration.conftest import Pipeline
+from tests.receiver import Answer, Received, Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +48,8 @@ JOIN = 60.0  # the first delivery waits for the worker to join its group
 
 
 @pytest.fixture
-def receiver(fast_receiver: FastReceiver) -> FastReceiver:
-    return fast_receiver
+def receiver(fresh_receiver: Receiver) -> Receiver:
+    return fresh_receiver
 
 
 @pytest.fixture
@@ -132,11 +132,11 @@ def durian(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_500_twice_then_200_is_delivered_on_attempt_3_with_the_same_id(
-    workers: Pipeline, receiver: FastReceiver
+    workers: Pipeline, receiver: Receiver
 ) -> None:
     calls: dict[str, int] = {}
 
-    def flaky(hit: Hit) -> Answer:
+    def flaky(hit: Received) -> Answer:
         calls[hit.webhook_id] = calls.get(hit.webhook_id, 0) + 1
         return Answer(500 if calls[hit.webhook_id] <= 2 else 200)
 
@@ -145,8 +145,8 @@ def test_500_twice_then_200_is_delivered_on_attempt_3_with_the_same_id(
     (job,) = jobs_for(target, 1)
     deliver(workers)
     produce(workers.settings, [job])
-    wait_for(lambda: len(receiver.to("/flaky")) >= 3, JOIN, what="three attempts")
-    hits = receiver.to("/flaky")
+    wait_for(lambda: len(receiver.under("/flaky")) >= 3, JOIN, what="three attempts")
+    hits = receiver.under("/flaky")
     assert [h.webhook_id for h in hits] == [job.id] * 3
     assert hits[1].at - hits[0].at >= 0.9 * 0.9  # schedule: 1 s, then 2 s (+/- 10 %)
     assert hits[2].at - hits[1].at >= 2 * 0.9 - 0.1
@@ -156,10 +156,10 @@ def test_500_twice_then_200_is_delivered_on_attempt_3_with_the_same_id(
     ]  # fmt: skip
 
 
-def test_retry_after_stretches_the_wait(workers: Pipeline, receiver: FastReceiver) -> None:
-    seen: list[Hit] = []
+def test_retry_after_stretches_the_wait(workers: Pipeline, receiver: Receiver) -> None:
+    seen: list[Received] = []
 
-    def busy(hit: Hit) -> Answer:
+    def busy(hit: Received) -> Answer:
         seen.append(hit)
         return Answer(503, headers=(("Retry-After", "3"),)) if len(seen) == 1 else Answer(200)
 
@@ -167,12 +167,12 @@ def test_retry_after_stretches_the_wait(workers: Pipeline, receiver: FastReceive
     (job,) = jobs_for(listener(receiver.url("/busy")), 1)
     deliver(workers)
     produce(workers.settings, [job])
-    wait_for(lambda: len(receiver.to("/busy")) >= 2, JOIN, what="the retry")
-    first, second = receiver.to("/busy")[:2]
+    wait_for(lambda: len(receiver.under("/busy")) >= 2, JOIN, what="the retry")
+    first, second = receiver.under("/busy")[:2]
     assert second.at - first.at >= 2.9  # asked for 3 s; the schedule said 1 s
 
 
-def test_410_disables_the_listener_and_says_so(workers: Pipeline, receiver: FastReceiver) -> None:
+def test_410_disables_the_listener_and_says_so(workers: Pipeline, receiver: Receiver) -> None:
     receiver.answer = lambda _hit: Answer(410)
     target = listener(receiver.url("/unsubscribed"))
     with ListenerStore(workers.settings) as store:
@@ -190,18 +190,18 @@ def test_410_disables_the_listener_and_says_so(workers: Pipeline, receiver: Fast
     events = [decode(v, Event) for _, v in read_topic(workers.settings, names.events) if v]
     (notice,) = [e for e in events if e.hook == LISTENER_DISABLED]
     assert notice.data["listener_id"] == target.id and "410" in notice.data["reason"]
-    assert len(receiver.to("/unsubscribed")) == 1  # no retry after 410
+    assert len(receiver.under("/unsubscribed")) == 1  # no retry after 410
     produce(workers.settings, [later])  # queued before the disable: a dead letter, not a POST
 
     def dead_ids() -> set[str]:
         return {decode(v, DeliveryJob).id for _, v in read_topic(workers.settings, names.dead) if v}
 
     wait_for(lambda: {first.id, later.id} <= dead_ids(), 30, what="both jobs as dead letters")
-    assert len(receiver.to("/unsubscribed")) == 1
+    assert len(receiver.under("/unsubscribed")) == 1
 
 
 def test_an_endpoint_failing_for_disable_after_is_disabled(
-    workers: Pipeline, receiver: FastReceiver
+    workers: Pipeline, receiver: Receiver
 ) -> None:
     receiver.answer = lambda _hit: Answer(500)
     target = listener(receiver.url("/always-failing"))
@@ -224,46 +224,44 @@ def test_an_endpoint_failing_for_disable_after_is_disabled(
 # -- endpoint health ---------------------------------------------------------------
 
 
-def test_a_job_delivered_before_is_not_sent_again(
-    workers: Pipeline, receiver: FastReceiver
-) -> None:
+def test_a_job_delivered_before_is_not_sent_again(workers: Pipeline, receiver: Receiver) -> None:
     jobs = jobs_for(listener(receiver.url("/once")), 5)
     deliver(workers)
     produce(workers.settings, jobs)
-    wait_for(lambda: len(receiver.to("/once")) >= 5, JOIN, what="the first copies")
+    wait_for(lambda: len(receiver.under("/once")) >= 5, JOIN, what="the first copies")
     produce(workers.settings, jobs)  # the same jobs again, as after a crash or rebalance
     probe = jobs_for(listener(receiver.url("/after")), 1)
     produce(workers.settings, probe)
-    wait_for(lambda: receiver.to("/after"), 30, what="a job produced after the copies")
+    wait_for(lambda: receiver.under("/after"), 30, what="a job produced after the copies")
     time.sleep(1)
     assert receiver.ids("/once") == {job.id: 1 for job in jobs}
 
 
-def test_the_rate_limit_spaces_deliveries(workers: Pipeline, receiver: FastReceiver) -> None:
+def test_the_rate_limit_spaces_deliveries(workers: Pipeline, receiver: Receiver) -> None:
     jobs = jobs_for(listener(receiver.url("/limited"), rate_limit=4.0), 12)
     deliver(workers)
     produce(workers.settings, jobs[:1])
-    wait_for(lambda: receiver.to("/limited"), JOIN, what="the first delivery")
+    wait_for(lambda: receiver.under("/limited"), JOIN, what="the first delivery")
     produce(workers.settings, jobs[1:])
-    wait_for(lambda: len(receiver.to("/limited")) >= 12, 60, what="all twelve")
-    times = sorted(hit.at for hit in receiver.to("/limited")[1:])
+    wait_for(lambda: len(receiver.under("/limited")) >= 12, 60, what="all twelve")
+    times = sorted(hit.at for hit in receiver.under("/limited")[1:])
     assert times[-1] - times[0] >= (11 - 1) / 4 * 0.9  # 4/s: never faster than 0.25 s apart
     assert receiver.ids("/limited") == {job.id: 1 for job in jobs}
 
 
 def test_a_receiver_down_for_30_seconds_loses_nothing(
-    workers: Pipeline, receiver: FastReceiver
+    workers: Pipeline, receiver: Receiver
 ) -> None:
     targets = [listener(receiver.url(f"/down/{n}")) for n in range(5)]
     jobs = [job for target in targets for job in jobs_for(target, 10)]
     deliver(workers)
     warmup = jobs_for(listener(receiver.url("/warm")), 1)
     produce(workers.settings, warmup)
-    wait_for(lambda: receiver.to("/warm"), JOIN, what="the worker to join")
+    wait_for(lambda: receiver.under("/warm"), JOIN, what="the worker to join")
     receiver.down()
     produce(workers.settings, jobs)
     time.sleep(30)
-    assert receiver.to("/down/") == []
+    assert receiver.under("/down/") == []
     receiver.up()
     wait_for(lambda: set(receiver.ids("/down/")) >= {j.id for j in jobs}, 60, what="all 50")
     assert workers.processes["deliver-1"].poll() is None
@@ -273,7 +271,7 @@ def test_a_receiver_down_for_30_seconds_loses_nothing(
 
 
 def test_dead_letters_are_listed_replayed_with_the_same_id_and_purged(
-    workers: Pipeline, receiver: FastReceiver
+    workers: Pipeline, receiver: Receiver
 ) -> None:
     workers.env["DURIAN_NON_RETRYABLE_STATUSES"] = "404"
     answers = {"status": 404}
@@ -307,9 +305,7 @@ def test_dead_letters_are_listed_replayed_with_the_same_id_and_purged(
 # -- faults ------------------------------------------------------------------------
 
 
-def test_kill_9_a_worker_under_load_loses_nothing(
-    workers: Pipeline, receiver: FastReceiver
-) -> None:
+def test_kill_9_a_worker_under_load_loses_nothing(workers: Pipeline, receiver: Receiver) -> None:
     receiver.answer = lambda _hit: Answer(delay=0.005)
     targets = [listener(receiver.url(f"/load/{n}")) for n in range(10)]
     jobs = [job for target in targets for job in jobs_for(target, 150)]
@@ -317,9 +313,9 @@ def test_kill_9_a_worker_under_load_loses_nothing(
     deliver(workers, "deliver-2", "--concurrency", "32")
     warm = jobs_for(listener(receiver.url("/warm")), 8)
     produce(workers.settings, warm)
-    wait_for(lambda: len(receiver.to("/warm")) >= 8, JOIN, what="both workers")
+    wait_for(lambda: len(receiver.under("/warm")) >= 8, JOIN, what="both workers")
     produce(workers.settings, jobs)
-    wait_for(lambda: len(receiver.to("/load/")) >= 300, 60, what="load to build up")
+    wait_for(lambda: len(receiver.under("/load/")) >= 300, 60, what="load to build up")
     workers.kill("deliver-1")
     expected = {job.id for job in jobs}
     try:
@@ -344,14 +340,14 @@ def test_kill_9_a_worker_under_load_loses_nothing(
 
 
 def test_healthy_endpoints_keep_their_throughput_while_half_time_out(
-    workers: Pipeline, receiver: FastReceiver
+    workers: Pipeline, receiver: Receiver
 ) -> None:
     receiver.answer = lambda hit: Answer(delay=30 if hit.path.startswith("/stuck/") else 0)
     # Production-like breaker timings: an open breaker waits 30 s before a probe.
     deliver(workers, env={"DURIAN_BREAKER_COOLDOWN": "30", "DURIAN_BREAKER_MAX_COOLDOWN": "60"})
     warm = jobs_for(listener(receiver.url("/warm")), 1)
     produce(workers.settings, warm)
-    wait_for(lambda: receiver.to("/warm"), JOIN, what="the worker to join")
+    wait_for(lambda: receiver.under("/warm"), JOIN, what="the worker to join")
 
     def healthy_rate(phase: str, stuck: bool) -> float:
         """Deliveries/s to healthy endpoints while they have a backlog."""
@@ -366,7 +362,7 @@ def test_healthy_endpoints_keep_their_throughput_while_half_time_out(
         prefix = f"/healthy/{phase}/"
         ids = {job.id for job in batch}
         wait_for(lambda: set(receiver.ids(prefix)) >= ids, 120, what=f"the {phase} jobs")
-        times = sorted(hit.at for hit in receiver.to(prefix))
+        times = sorted(hit.at for hit in receiver.under(prefix))
         # Steady state: from the 10th to the 90th percentile of receipts. The start
         # holds one timeout's worth of requests to the stuck endpoints, before their
         # breakers open; the very end measures how the last backlogs happen to be spread.
@@ -387,7 +383,7 @@ def test_healthy_endpoints_keep_their_throughput_while_half_time_out(
 
 
 def test_a_rolling_restart_under_load_hands_the_work_over(
-    workers: Pipeline, receiver: FastReceiver
+    workers: Pipeline, receiver: Receiver
 ) -> None:
     # The normal deploy: the old worker is told to stop while the new one starts. The
     # old one drains its jobs in hand while still serving the group's rebalance, so the
@@ -397,12 +393,12 @@ def test_a_rolling_restart_under_load_hands_the_work_over(
     deliver(workers, "deliver-2")
     warm = jobs_for(target, 10)
     produce(workers.settings, warm)
-    wait_for(lambda: len(receiver.to("/roll")) >= 10, JOIN, what="both workers")
+    wait_for(lambda: len(receiver.under("/roll")) >= 10, JOIN, what="both workers")
     assert workers.stop("deliver-1") == 0
     receiver.answer = lambda _hit: Answer(delay=0.05)  # jobs stay in hand while it stops
     load = jobs_for(target, 1500)
     produce(workers.settings, load)
-    wait_for(lambda: len(receiver.to("/roll")) >= 110, 60, what="load to build up")
+    wait_for(lambda: len(receiver.under("/roll")) >= 110, 60, what="load to build up")
     old = workers.processes["deliver-2"]
     old.terminate()
     deliver(workers, "deliver-3")
@@ -421,7 +417,7 @@ def test_a_rolling_restart_under_load_hands_the_work_over(
 
 
 def test_a_refused_delivery_is_a_warning_once_a_minute_per_listener(
-    workers: Pipeline, receiver: FastReceiver
+    workers: Pipeline, receiver: Receiver
 ) -> None:
     # The default log level is WARNING: someone pointing a listener at their laptop must
     # see why nothing arrives, without a flood when many jobs are refused.
@@ -430,8 +426,14 @@ def test_a_refused_delivery_is_a_warning_once_a_minute_per_listener(
     produce(workers.settings, jobs_for(target, 3))
     dead = TopicNames(workers.settings.topic_prefix).dead
     wait_for(lambda: len(read_topic(workers.settings, dead)) >= 3, JOIN, what="3 dead letters")
-    warnings = [line for line in workers.log("deliver-1").splitlines() if " WARNING " in line]
-    refused = [line for line in warnings if "is a dead letter" in line]
-    assert len(refused) == 1, warnings
+
+    def refusals() -> list[str]:
+        lines = workers.log("deliver-1").splitlines()
+        return [line for line in lines if " WARNING " in line and "is a dead letter" in line]
+
+    # The worker logs an outcome once it is on Kafka: a moment after the letters can be read.
+    wait_for(lambda: refusals(), 10, what="the warning")
+    refused = refusals()
+    assert len(refused) == 1, refused
     assert target.id in refused[0] and "127.0.0.1 is a non-public address" in refused[0]
-    assert receiver.to("/laptop") == []
+    assert receiver.under("/laptop") == []

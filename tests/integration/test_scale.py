@@ -24,8 +24,8 @@ from durian.listener_store import ListenerStore
 from durian.records import ListenerSpec, job_id, new_id
 from durian.signing import generate_secret
 from tests.conftest import wait_for
-from tests.fast_receiver import FastReceiver
 from tests.integration.conftest import Pipeline
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,8 @@ ROUNDS = int(os.environ.get("DURIAN_TEST_SCALE_ROUNDS", "1"))
 
 
 @pytest.fixture
-def receiver(fast_receiver: FastReceiver) -> FastReceiver:
-    return fast_receiver
+def receiver(fresh_receiver: Receiver) -> Receiver:
+    return fresh_receiver
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def produce_events(pipe: Pipeline, tag: str) -> list[subprocess.Popen[str]]:
 
 
 def test_two_stream_and_two_delivery_workers_lose_nothing_under_load(
-    pipe: Pipeline, receiver: FastReceiver
+    pipe: Pipeline, receiver: Receiver
 ) -> None:
     now = datetime.now(UTC)
     everyone, joes = (

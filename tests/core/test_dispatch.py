@@ -9,20 +9,18 @@ from datetime import UTC, datetime
 
 import pytest
 import standardwebhooks
-from pytest_httpserver import HTTPServer
-from werkzeug import Response
 
-from delivery_workers.dispatch import AttemptResult, Dispatcher
 from durian import conf
 from durian.addresses import is_public
+from durian.http.dispatch import AttemptResult, Dispatcher
 from durian.records import DeliveryJob, Event, ListenerOptions, ListenerSpec, job_id
 from durian.signing import generate_secret
-from tests.receiver import Receiver
+from tests.receiver import Answer, Receiver
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver(HTTPServer(host="127.0.0.1", port=0)).start()
+    server = Receiver().start()
     yield server
     server.stop()
 
@@ -68,7 +66,7 @@ def test_a_2xx_is_delivered_signed_with_the_job_id(receiver: Receiver) -> None:
 
 @pytest.mark.parametrize("status", [500, 503, 429, 408, 404, 400, 302])
 def test_every_other_answer_is_retried_by_default(receiver: Receiver, status: int) -> None:
-    receiver.answer = lambda _req: Response("no", status=status)
+    receiver.answer = lambda _request: Answer(status, body="no")
     result = attempt(job(receiver.url("/fail")))
     assert not result.ok and result.status_code == status and result.retryable
     assert result.response_excerpt == "no" and not result.gone
@@ -76,13 +74,13 @@ def test_every_other_answer_is_retried_by_default(receiver: Receiver, status: in
 
 
 def test_statuses_set_as_non_retryable_go_to_the_dead_letters(receiver: Receiver) -> None:
-    receiver.answer = lambda _req: Response("no", status=404)
+    receiver.answer = lambda _request: Answer(404, body="no")
     result = attempt(job(receiver.url("/gone")), NON_RETRYABLE_STATUSES="400,404,422")
     assert not result.ok and not result.retryable
 
 
 def test_410_gone_asks_to_disable_the_listener(receiver: Receiver) -> None:
-    receiver.answer = lambda _req: Response("", status=410)
+    receiver.answer = lambda _request: Answer(410, body="")
     result = attempt(job(receiver.url("/unsubscribed")))
     assert result.gone and not result.retryable and "410 Gone" in (result.error or "")
 
@@ -91,15 +89,13 @@ def test_410_gone_asks_to_disable_the_listener(receiver: Receiver) -> None:
 def test_retry_after_is_read_where_it_means_something(
     receiver: Receiver, status: int, honoured: bool
 ) -> None:
-    receiver.answer = lambda _req: Response("", status=status, headers={"Retry-After": "120"})
+    receiver.answer = lambda _request: Answer(status, headers=(("Retry-After", "120"),))
     assert attempt(job(receiver.url("/busy"))).retry_after == (120 if honoured else None)
 
 
 def test_redirects_are_failures_and_never_followed(receiver: Receiver) -> None:
-    receiver.answer = lambda req: (
-        Response("", status=302, headers={"Location": "/elsewhere"})
-        if req.path == "/moved"
-        else Response("ok")
+    receiver.answer = lambda request: (
+        Answer(302, headers=(("Location", "/elsewhere"),)) if request.path == "/moved" else Answer()
     )
     result = attempt(job(receiver.url("/moved")))
     assert not result.ok and result.status_code == 302
@@ -108,17 +104,13 @@ def test_redirects_are_failures_and_never_followed(receiver: Receiver) -> None:
 
 
 def test_a_slow_receiver_times_out_as_a_transient_failure(receiver: Receiver) -> None:
-    def slow(_req: object) -> Response:
-        time.sleep(1.5)
-        return Response("late")
-
-    receiver.answer = slow
+    receiver.answer = lambda _request: Answer(delay=1.5, body="late")
     result = attempt(job(receiver.url("/slow"), timeout=0.5))
     assert not result.ok and result.retryable and "timed out" in (result.error or "")
 
 
 def test_an_oversize_error_response_is_a_permanent_failure(receiver: Receiver) -> None:
-    receiver.answer = lambda _req: Response("x" * 5000, status=500)
+    receiver.answer = lambda _request: Answer(500, body="x" * 5000)
     result = attempt(job(receiver.url("/big")), MAX_RESPONSE_BYTES=1000)
     assert not result.ok and not result.retryable
     assert "larger than 1000 bytes" in (result.error or "")
@@ -126,7 +118,7 @@ def test_an_oversize_error_response_is_a_permanent_failure(receiver: Receiver) -
 
 def test_a_2xx_with_an_oversize_body_is_delivered_and_its_excerpt_cut(receiver: Receiver) -> None:
     # A dead letter here would be replayed and delivered twice.
-    receiver.answer = lambda _req: Response("y" * 50_000)
+    receiver.answer = lambda _request: Answer(body="y" * 50_000)
     result = attempt(job(receiver.url("/big-ok")), MAX_RESPONSE_BYTES=1000)
     assert result.ok and result.status_code == 200
     assert 0 < len(result.response_excerpt) <= 1024 and set(result.response_excerpt) == {"y"}
@@ -167,15 +159,8 @@ def test_the_allowlist_opens_only_the_networks_it_names(receiver: Receiver) -> N
 
 
 def test_the_total_timeout_bounds_a_trickling_answer(receiver: Receiver) -> None:
-    def trickle(_req: object) -> Response:
-        def body() -> Iterator[bytes]:
-            for _ in range(20):
-                time.sleep(0.1)  # each read is quick; the whole answer is not
-                yield b"."
-
-        return Response(body())
-
-    receiver.answer = trickle  # type: ignore[assignment]
+    # Each read is quick; the whole answer is not.
+    receiver.answer = lambda _request: Answer(body="." * 20, trickle=0.1)
     started = time.monotonic()
     result = attempt(job(receiver.url("/trickle"), timeout=0.5), READ_TIMEOUT=1)
     assert not result.ok and result.retryable

@@ -19,13 +19,12 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pytest_httpserver import HTTPServer
 
-from delivery_workers.dispatch import Dispatcher
-from delivery_workers.transport import AddressRefused, guarded_socket, guarded_transport
 from durian import conf, records
 from durian.addresses import AddressPolicy, embedded_ipv4, host_problem, is_public
 from durian.exceptions import InvalidListener
+from durian.http.dispatch import Dispatcher
+from durian.http.transport import AddressRefused, guarded_socket, guarded_transport
 from durian.records import DeliveryJob, Event, ListenerSpec, job_id, validate_url
 from durian.signing import generate_secret
 from tests.receiver import Receiver
@@ -36,7 +35,7 @@ DOTS = [".", "\u3002", "\uff0e", "\uff61"]
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver(HTTPServer(host="127.0.0.1", port=0)).start()
+    server = Receiver().start()
     yield server
     server.stop()
 
@@ -73,7 +72,7 @@ def loopback_hosts(draw: st.DrawFn) -> str:
 
 
 def url_for(host: str, receiver: Receiver, path: str) -> str:
-    return f"http://{host}:{receiver.server.port}{path}"
+    return f"http://{host}:{receiver.port}{path}"
 
 
 def unvalidated_listener(url: str) -> ListenerSpec:

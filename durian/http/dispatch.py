@@ -1,10 +1,10 @@
-"""One delivery attempt: a signed POST with httpx, and what came of it.
+"""One webhook attempt: a signed POST with httpx, and what came of it.
 
 The request follows Standard Webhooks: ``webhook-id`` is the job id (the same
 on every retry), ``webhook-timestamp`` this attempt's time, and the body
 ``{"type", "timestamp", "data"}``. Redirects are not followed; connect, read
 and total timeouts and a response-size cap always apply; the address guard
-sits in the transport (``delivery_workers.transport``). httpx errors are
+sits in the transport (``durian.http.transport``). httpx errors are
 mapped to durian's delivery errors in ``map_http_errors`` and nowhere else.
 
 What an answer means:
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import httpx
 import msgspec
 
-from delivery_workers.transport import AddressRefused, check_literal, guarded_transport
 from durian import conf
 from durian.addresses import AddressPolicy
 from durian.backoff import parse_retry_after
@@ -37,10 +36,11 @@ from durian.exceptions import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from durian.http.transport import AddressRefused, check_literal, guarded_transport
 from durian.records import DeliveryJob
 from durian.signing import signature_headers
 
-__all__ = ["AttemptResult", "Dispatcher", "map_http_errors", "webhook_body"]
+__all__ = ["AttemptResult", "Dispatcher", "map_http_errors", "webhook_body", "webhook_request"]
 
 _EXCERPT = 1024
 _HONOURS_RETRY_AFTER = {429, 502, 503, 504}
@@ -52,6 +52,18 @@ def webhook_body(job: DeliveryJob) -> bytes:
     return msgspec.json.encode(
         {"type": event.hook, "timestamp": event.occurred_at.isoformat(), "data": event.data}
     )
+
+
+def webhook_request(job: DeliveryJob) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of an attempt: the listener's own headers, then the content
+    type and the signature headers (which a listener's headers cannot replace)."""
+    body = webhook_body(job)
+    headers = {
+        **job.listener.options.headers,
+        "content-type": "application/json",
+        **signature_headers(job.id, body, job.listener.signing_secrets()),
+    }
+    return body, headers
 
 
 @dataclass(frozen=True)
@@ -129,12 +141,7 @@ class Dispatcher:
 
     async def _attempt(self, job: DeliveryJob, started: float) -> AttemptResult:
         listener = job.listener
-        body = webhook_body(job)
-        headers = {
-            **listener.options.headers,
-            "content-type": "application/json",
-            **signature_headers(job.id, body, listener.signing_secrets()),
-        }
+        body, headers = webhook_request(job)
         total = listener.options.timeout or self.settings.delivery_timeout
         with map_http_errors():
             if not self.policy.allow_all:
