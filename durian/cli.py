@@ -22,7 +22,7 @@ from durian import conf
 from durian.audit import audit
 from durian.dead_letters import DeadLetter, DeadLetters
 from durian.embedded import EmbeddedStack, hide_password
-from durian.exceptions import DecodeError, DurianError, InvalidListener
+from durian.exceptions import DecodeError, DurianError, InvalidListener, ListenerNotFound
 from durian.listener_store import ListenerSnapshot, ListenerStore
 from durian.listeners import changed, new_listener
 from durian.match import Any as AnyMatcher
@@ -347,12 +347,10 @@ def listeners_show(obj: _Context, listener_id: str) -> None:
 
 
 def _get(store: ListenerStore, listener_id: str) -> ListenerSpec:
-    listener = _read(store).listeners.get(listener_id)
-    if listener is None:
-        raise click.ClickException(
-            f"no listener with id {listener_id!r}; `durian listeners list` shows the ids"
-        )
-    return listener
+    try:
+        return store.get(listener_id)
+    except ListenerNotFound as exc:
+        raise click.ClickException(f"{exc}; `durian listeners list` shows the ids") from None
 
 
 @listeners.command("update")

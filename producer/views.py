@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from durian.dead_letters import DeadLetters
-from durian.exceptions import BrokerUnavailable, DurianError, InvalidListener
+from durian.exceptions import BrokerUnavailable, DurianError, InvalidListener, ListenerNotFound
 from durian.listeners import changed, new_listener, rotated
 from durian.records import ListenerSpec
 from producer.backends import listener_store
@@ -65,10 +65,10 @@ def _listeners() -> dict[str, ListenerSpec]:
 
 
 def _listener(listener_id: str) -> ListenerSpec:
-    listener = _listeners().get(listener_id)
-    if listener is None:
-        raise Http404(f"no listener with id {listener_id!r}")
-    return listener
+    try:
+        return listener_store().get(listener_id)
+    except ListenerNotFound as exc:
+        raise Http404(str(exc)) from None
 
 
 def _hook(name: str) -> Hook:
