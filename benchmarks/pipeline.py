@@ -1,15 +1,16 @@
-"""The whole pipeline on the embedded broker: Django send -> Faust -> delivery worker -> receiver.
+"""The whole pipeline on the embedded stack: Django save -> Faust -> delivery worker -> receiver.
 
-Prints, from one run:
+One run, one broker, one receiver; every scenario on topics of its own. Prints:
 
-* producer cost per event: ``Hook.send()`` (build, encode, produce on commit)
-  against a bare ``confluent_kafka.Producer.produce()`` of the same bytes;
-* throughput: N events sent flat out, events/s until the last one arrived;
-* latency send -> receipt, p50/p99, for events paced at 50/s (no backlog);
-* baseline: the same receiver hit directly by a bare httpx client (aiohttp
-  transport, 64-way), i.e. what the receiver and the box can take.
+* the ceilings measured in the same run: a bare aiohttp client and a bare httpx
+  client (the workers' transport) POSTing to the same receiver at 64-way;
+* the producer's cost per event: ``Hook.send()`` against a bare ``produce()``;
+* per scenario (listeners per event; stream + delivery worker processes):
+  deliveries/s for a burst of N events (receipts / time until the last one),
+  the burst's save -> receipt p50/p99, the stream workers' jobs/s in the burst,
+  and save -> receipt p50/p99 for events paced at 50/s and at 500/s.
 
-    python benchmarks/pipeline.py [N]
+    python benchmarks/pipeline.py [N]          (default N = 2000)
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import django
 import httpx
 from aiohttp import web
@@ -31,219 +35,273 @@ from django.conf import settings as django_settings
 from httpx_aiohttp import AiohttpTransport
 
 from durian import conf
-from durian.embedded import EmbeddedBroker, free_port, spawn
+from durian.embedded import EmbeddedBroker, EmbeddedRedis, free_port, spawn
 from durian.listener_store import ListenerStore
-from durian.records import ListenerSpec, new_id
+from durian.reading import read_since
+from durian.records import DeliveryJob, Event, ListenerSpec, decode, new_id
 from durian.signing import generate_secret
 from durian.topic_admin import TopicAdmin
+from durian.topics import TopicNames
 
 BIN = Path(sys.executable).parent
+#: (listeners per event, stream + delivery worker processes)
+SCENARIOS = [(1, 1), (10, 1), (1, 2)]
 
 
 def receive(port: int, out: str) -> None:
-    """The receiver: logs 'seq latency_ns' per request to ``out``."""
+    """The receiver: logs 'path seq latency_ns' per request to ``out``."""
     log = open(out, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
 
     async def hook(request: web.Request) -> web.Response:
         data = (await request.json())["data"]
-        log.write(f"{data['seq']} {time.time_ns() - data['t']}\n")
+        log.write(f"{request.path} {data['seq']} {time.time_ns() - data['t']}\n")
         return web.Response(status=204)
 
     app = web.Application()
-    app.router.add_post("/hook", hook)
+    app.router.add_post("/{tail:.*}", hook)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def arrived(path: Path) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for line in path.read_text().splitlines():
-        seq, latency = line.split()
-        out.setdefault(int(seq), int(latency))
-    return out
+class Receipts:
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
+    def under(self, prefix: str) -> dict[int, list[float]]:
+        """seq -> latencies (ms) of the receipts under ``prefix`` (first per path)."""
+        seen: set[tuple[str, int]] = set()
+        out: dict[int, list[float]] = defaultdict(list)
+        for line in self.path.read_text().splitlines():
+            path, seq, latency = line.split()
+            if path.startswith(prefix) and (path, int(seq)) not in seen:
+                seen.add((path, int(seq)))
+                out[int(seq)].append(int(latency) / 1e6)
+        return out
 
-def wait(path: Path, predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate(arrived(path)):  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
+    def wait(self, prefix: str, seqs: range, copies: int, timeout: float) -> dict[int, list[float]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.under(prefix)
+            if all(len(got.get(s, ())) >= copies for s in seqs) or time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
 
 
 def pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
     return statistics.quantiles(values, n=100)[q - 1]
 
 
-async def bare_client(url: str, n: int) -> float:
+async def ceiling(url: str, n: int, bare_aiohttp: bool) -> float:
     body = b'{"type":"bench","timestamp":"x","data":{"seq":-1,"t":0}}'
-    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
-        pending = iter(range(n))
+    pending = iter(range(n))
+    if bare_aiohttp:
+        async with aiohttp.ClientSession() as session:
 
-        async def worker() -> None:
+            async def one() -> None:
+                for _ in pending:
+                    async with session.post(url, data=body) as response:
+                        await response.read()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(64)))
+            return n / (time.perf_counter() - started)
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+
+        async def other() -> None:
             for _ in pending:
-                response = await client.post(url, content=body)
-                assert response.status_code == 204
+                await client.post(url, content=body)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(64)))
+        await asyncio.gather(*(other() for _ in range(64)))
         return n / (time.perf_counter() - started)
 
 
-def stages(settings: conf.Settings, since: float, n: int) -> None:
-    """Where the queue (or the time) goes: when each event and its job were written."""
-    from durian.reading import read_since
-    from durian.records import DeliveryJob, Event, decode
-    from durian.topics import TopicNames
-
-    names = TopicNames(settings.topic_prefix)
-    topics = read_since(settings, {names.events: since, names.deliveries: since})
-    events = {decode(r.value or b"", Event).id: r.timestamp for r in topics[names.events]}
-    jobs = {decode(r.value or b"", DeliveryJob).event.id: r.timestamp
-            for r in topics[names.deliveries]}  # fmt: skip
-    if len(events) < n or len(jobs) < n:
-        print(f"stages          {len(events)} events, {len(jobs)} jobs read back")
-        return
-    hop = sorted((jobs[e] - t) * 1000 for e, t in events.items() if e in jobs)
-    rate = n / (max(jobs.values()) - min(events.values()))
-    print(
-        f"stages          stream: jobs written {rate:,.0f}/s; "
-        f"event -> job p50 {pct(hop, 50):,.1f} ms, p99 {pct(hop, 99):,.1f} ms"
-    )
+@dataclass
+class Row:
+    name: str
+    rate: float
+    burst: tuple[float, float]
+    stream_rate: float
+    paced: dict[int, tuple[float, float]]
+    missing: int
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     work = Path(tempfile.mkdtemp(prefix="durian-bench-"))
-    received = work / "received.txt"
-    received.touch()
+    (work / "received.txt").touch()
+    receipts = Receipts(work / "received.txt")
     port = free_port()
-    receiver = multiprocessing.Process(target=receive, args=(port, str(received)), daemon=True)
+    receiver = multiprocessing.Process(target=receive, args=(port, str(receipts.path)), daemon=True)
     receiver.start()
-    url = f"http://127.0.0.1:{port}/hook"
-    with EmbeddedBroker() as broker:
+    base = f"http://127.0.0.1:{port}"
+    time.sleep(0.5)
+    with EmbeddedBroker() as broker, EmbeddedRedis() as redis:
         assert isinstance(broker, EmbeddedBroker)
         env = {
             **os.environ,
             "DURIAN_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "DURIAN_REDIS_URL": redis.url,
             "DURIAN_EMBEDDED": "true",
-            "DURIAN_TOPIC_PREFIX": "bench",
             "DURIAN_ALLOW_PRIVATE_ADDRESSES": "true",
             "DURIAN_EVENTS_PARTITIONS": "4",
             "DURIAN_DELIVERIES_PARTITIONS": "4",
         }
         env.pop("DJANGO_SETTINGS_MODULE", None)
-        settings = conf.load(environ=env)
-        TopicAdmin(settings).ensure()
-        ListenerStore(settings).put(
-            ListenerSpec(id=new_id("lst"), hook="bench", url=url, secret=generate_secret())
+        django_settings.configure(
+            INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "producer"],
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+            DURIAN={"BOOTSTRAP_SERVERS": broker.bootstrap_servers, "EMBEDDED": True},
+            USE_TZ=True,
         )
-        workers = [
-            spawn([str(BIN / "durian-stream")], env=env, log=work / "stream.log"),
-            spawn([str(BIN / "durian-deliver")], env=env, log=work / "deliver.log"),
-        ]
-        try:
-            run(n, settings, url, received)
-        finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                try:
-                    worker.wait(20)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+        django.setup()
+        bare = asyncio.run(ceiling(f"{base}/ceiling", 5000, bare_aiohttp=True))
+        through = asyncio.run(ceiling(f"{base}/ceiling", 5000, bare_aiohttp=False))
+        print(f"ceilings        bare aiohttp {bare:,.0f} req/s; bare httpx on aiohttp "
+              f"(the workers' transport) {through:,.0f} req/s; c=64, same receiver")  # fmt: skip
+        rows = []
+        for index, (listeners, processes) in enumerate(SCENARIOS):
+            prefix = f"bench{index}"
+            rows.append(scenario(env, prefix, base, receipts, n, listeners, processes, work))
     receiver.terminate()
+    print()
+    print(f"{'scenario':34} {'deliveries/s':>12} {'burst p50/p99 s':>16} {'stream jobs/s':>13} "
+          f"{'50/s p50/p99 ms':>16} {'500/s p50/p99 ms':>17}")  # fmt: skip
+    for row in rows:
+        (a50, b50), (a500, b500) = row.paced[50], row.paced[500]
+        print(
+            f"{row.name:34} {row.rate:12,.0f} {row.burst[0]:7.2f} / {row.burst[1]:5.2f} "
+            f"{row.stream_rate:13,.0f} {a50:7.1f} / {b50:6.1f} {a500:8.1f} / {b500:6.1f}"
+            + (f"  MISSING {row.missing}" if row.missing else "")
+        )
     print(f"(logs in {work})")
 
 
-def run(n: int, settings: conf.Settings, url: str, received: Path) -> None:
-    overrides = {
-        "BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "TOPIC_PREFIX": settings.topic_prefix,
-        "EMBEDDED": True,
-    }
-    django_settings.configure(
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "producer"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        DURIAN=overrides,
-        USE_TZ=True,
-    )
-    django.setup()
+def scenario(
+    env: dict[str, str],
+    prefix: str,
+    base: str,
+    receipts: Receipts,
+    n: int,
+    listeners: int,
+    processes: int,
+    work: Path,
+) -> Row:
+    from django.test.utils import override_settings
+
+    from producer import publish
+    from producer.hooks import Hook
+
+    env = {**env, "DURIAN_TOPIC_PREFIX": prefix}
+    settings = conf.load(environ=env)
+    TopicAdmin(settings).ensure()
+    with ListenerStore(settings) as store:
+        store.put(*(
+            ListenerSpec(id=new_id("lst"), hook="bench", url=f"{base}/{prefix}/{i}",
+                         secret=generate_secret())
+            for i in range(listeners)
+        ))  # fmt: skip
+    workers = []
+    for number in range(processes):
+        workers.append(spawn([str(BIN / "durian-stream")], env=env,
+                             log=work / f"{prefix}-stream-{number}.log"))  # fmt: skip
+        workers.append(spawn([str(BIN / "durian-deliver")], env=env,
+                             log=work / f"{prefix}-deliver-{number}.log"))  # fmt: skip
+    name = f"{listeners} listener{'s' if listeners > 1 else ''}, {processes}+{processes} workers"
+    overrides = {"BOOTSTRAP_SERVERS": settings.bootstrap_servers, "TOPIC_PREFIX": prefix,
+                 "EMBEDDED": True}  # fmt: skip
+    try:
+        with override_settings(DURIAN=overrides):
+            hook = Hook(name="bench")
+            if processes == 1 and listeners == 1:
+                producer_cost(hook, settings)
+            # Warm up: every worker has joined and the table is read.
+            seq = -1_000_000
+            deadline = time.monotonic() + 120
+            while len(receipts.under(f"/{prefix}/").get(seq - 1, [])) < listeners:
+                hook.send(seq=seq, t=time.time_ns())
+                publish.flush()
+                seq += 1
+                time.sleep(0.5)
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name}: nothing arrived within 120 s; see {work}")
+            time.sleep(2 * processes)  # let a second worker's rebalance settle
+            burst_from = time.time()
+            started = time.perf_counter()
+            for i in range(n):
+                hook.send(seq=i, t=time.time_ns())
+            publish.flush(60)
+            got = receipts.wait(f"/{prefix}/", range(n), listeners, 300)
+            elapsed = time.perf_counter() - started
+            burst = sorted(x for i in range(n) for x in got.get(i, []))
+            missing = n * listeners - len(burst)
+            rate = len(burst) / (max(burst) / 1000 if burst else elapsed)
+            stream_rate = stream_stage(settings, burst_from, n * listeners)
+            paced = {}
+            start = n
+            for per_second, count in ((50, 250), (500, 1000)):
+                seqs = range(start, start + count)
+                began = time.perf_counter()
+                for k, i in enumerate(seqs):
+                    hook.send(seq=i, t=time.time_ns())
+                    publish.publisher().producer.poll(0)
+                    pause = began + (k + 1) / per_second - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                publish.flush(60)
+                got = receipts.wait(f"/{prefix}/", seqs, listeners, 120)
+                lat = sorted(x for i in seqs for x in got.get(i, []))
+                missing += count * listeners - len(lat)
+                paced[per_second] = (pct(lat, 50), pct(lat, 99))
+                start += count
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    return Row(name, rate, (pct(burst, 50) / 1000, pct(burst, 99) / 1000), stream_rate, paced,
+               missing)  # fmt: skip
+
+
+def producer_cost(hook: object, settings: conf.Settings) -> None:
     from confluent_kafka import Producer
 
     from durian.kafka import confluent_config
     from producer import publish
-    from producer.hooks import Hook
 
-    hook = Hook(name="bench")
-
-    # Warm up: the stream worker joins and recovers the table, the worker joins.
-    seq = -1000
-    while not arrived(received):
-        hook.send(seq=seq, t=time.time_ns())
-        seq += 1
-        publish.flush()
-        time.sleep(0.5)
-
-    # Producer cost: Hook.send vs a bare produce() of the same size.
     bare = Producer(confluent_config(settings, "producer"))
     sample = b"x" * 200
     count = 5000
     started = time.perf_counter()
     for _ in range(count):
-        bare.produce("bench.parked", sample)
+        bare.produce(TopicNames(settings.topic_prefix).parked, sample)
         bare.poll(0)
     bare_us = (time.perf_counter() - started) / count * 1e6
     bare.flush(30)
     started = time.perf_counter()
     for i in range(count):
-        hook.send(seq=-1, t=0, i=i)
+        hook.send(seq=-1, t=0, i=i)  # type: ignore[attr-defined]
     send_us = (time.perf_counter() - started) / count * 1e6
     publish.flush(60)
-    print(f"producer cost   Hook.send() {send_us:6.1f} µs/event   bare produce() {bare_us:6.1f} µs")
+    print(f"producer cost   Hook.send() {send_us:.1f} µs/event; bare produce() {bare_us:.1f} µs")
 
-    # Throughput: N events flat out.
-    burst_from = time.time()
-    started = time.time_ns()
-    for i in range(n):
-        hook.send(seq=i, t=time.time_ns())
-    publish.flush(60)
-    ok = wait(received, lambda got: all(i in got for i in range(n)), 300)
-    got = arrived(received)
-    missing = [i for i in range(n) if i not in got]
-    elapsed_s = (time.time_ns() - started) / 1e9 if not ok else None
-    lat = sorted(got[i] / 1e6 for i in range(n) if i in got)
-    span = (max(lat) if lat else 0) / 1000
-    rate = len(lat) / (elapsed_s or max(span, 1e-9))
-    print(
-        f"throughput      {len(lat):,}/{n:,} events delivered, {rate:,.0f} events/s "
-        f"(burst latency p50 {pct(lat, 50):,.0f} ms, p99 {pct(lat, 99):,.0f} ms)"
-    )
-    if missing:
-        print(f"                MISSING {len(missing)}: {missing[:20]}")
-    stages(settings, burst_from, n)
 
-    # Latency without a backlog: 250 events at 50/s.
-    paced_from = time.time()
-    paced = list(range(n, n + 250))
-    for i in paced:
-        hook.send(seq=i, t=time.time_ns())
-        publish.publisher().producer.poll(0)
-        time.sleep(0.02)
-    publish.flush(60)
-    wait(received, lambda got: all(i in got for i in paced), 120)
-    got = arrived(received)
-    lat = sorted(got[i] / 1e6 for i in paced if i in got)
-    print(
-        f"latency         paced 50/s: p50 {pct(lat, 50):6.1f} ms   p99 {pct(lat, 99):6.1f} ms "
-        f"({len(lat)}/{len(paced)} arrived)"
-    )
-    stages(settings, paced_from, len(paced))
-
-    rate = asyncio.run(bare_client(url, 5000))
-    print(
-        f"baseline        bare httpx (aiohttp transport) -> same receiver, c=64: {rate:,.0f} req/s"
-    )
+def stream_stage(settings: conf.Settings, since: float, jobs_expected: int) -> float:
+    """The stream workers' rate in the burst: jobs written per second, from the first
+    event of the burst to its last job (read back from the topics)."""
+    names = TopicNames(settings.topic_prefix)
+    topics = read_since(settings, {names.events: since, names.deliveries: since})
+    events = [r.timestamp for r in topics[names.events]
+              if decode(r.value or b"", Event).data.get("seq", -1) >= 0]  # fmt: skip
+    jobs = [r.timestamp for r in topics[names.deliveries]
+            if decode(r.value or b"", DeliveryJob).event.data.get("seq", -1) >= 0]  # fmt: skip
+    if not events or len(jobs) < jobs_expected:
+        return float("nan")
+    return len(jobs) / (max(jobs) - min(events))
 
 
 if __name__ == "__main__":

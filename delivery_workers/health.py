@@ -28,6 +28,10 @@ every worker shares; one script is one round trip and atomic, and no
 rate-limit or breaker library combines deduplication, a claim, a breaker
 and rate reservations in one step.
 
+Calls made in the same turn of the event loop go to Redis together, as one
+pipeline (``_Batched``): with many jobs in flight, one write and one read serve
+them all instead of a round trip each.
+
 Redis failures fail open: a worker that cannot reach Redis delivers anyway
 (at least once beats not at all) and logs why. See docs/delivery.md for the
 exact guarantee.
@@ -35,6 +39,7 @@ exact guarantee.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -43,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from durian import conf
@@ -138,6 +144,51 @@ return 1
 """
 
 
+class _Batched:
+    """Calls of one Lua script, sent together: every call made before the event loop
+    gets back to this one's flush goes in one pipeline (no transaction: each script
+    is atomic on its own). A failure of the pipeline fails each of its calls."""
+
+    def __init__(self, redis: aioredis.Redis, script: AsyncScript) -> None:
+        self.redis = redis
+        self.script = script
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((keys, args, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args, _ in batch:
+                await self.script(keys=keys, args=args, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # every caller sees it (RedisError: they fail open)
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
 @dataclass(frozen=True)
 class Admission:
     verdict: Verdict
@@ -171,8 +222,8 @@ class EndpointHealth:
         self.claim_ms = int((settings.delivery_timeout + 10) * 1000)
         self.endpoint_ttl = int(settings.disable_after + 86400)
         self.disabled_ttl = int(sum(settings.retry_schedule) + settings.dedup_ttl)
-        self._admit = self.redis.register_script(_ADMIT)
-        self._settle = self.redis.register_script(_SETTLE)
+        self._admit = _Batched(self.redis, self.redis.register_script(_ADMIT))
+        self._settle = _Batched(self.redis, self.redis.register_script(_SETTLE))
         self._disable = self.redis.register_script(_DISABLE)
         self._last_warning = 0.0
 
