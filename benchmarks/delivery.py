@@ -2,8 +2,9 @@
 
 On the embedded broker and Redis, with an aiohttp receiver in another process:
 
-1. baseline: a bare httpx client (the workers' transport) POSTs N signed requests
-   at concurrency 64 to the receiver: the ceiling of HTTP alone on this machine;
+1. baseline: the workers' own HTTP path (``Dispatcher``: signing, the guarded
+   transport, the capped read) sends N jobs at concurrency 64 to the receiver,
+   without Kafka or Redis: the ceiling of HTTP alone on this machine;
 2. one ``durian-deliver`` process works off N jobs for 10 healthy endpoints
    (jobs written beforehand): what Kafka, Redis and the bookkeeping cost on top;
 3. the same with N more jobs for 10 endpoints that never answer: how much of (2)
@@ -32,12 +33,11 @@ from aiohttp import web
 from confluent_kafka import Producer
 
 from durian import conf
-from durian.addresses import AddressPolicy
 from durian.embedded import EmbeddedStack, free_port
-from durian.http.transport import guarded_transport
+from durian.http.dispatch import Dispatcher
 from durian.kafka import confluent_config, produce
 from durian.records import DeliveryJob, Event, ListenerSpec, encode, job_id, job_key, new_id
-from durian.signing import generate_secret, signature_headers
+from durian.signing import generate_secret
 from durian.topic_admin import TopicAdmin
 
 BIN = Path(sys.executable).parent
@@ -88,19 +88,21 @@ def collect(port: int, expected: int, timeout: float = 300) -> list[float]:
 
 
 async def baseline(port: int, n: int, concurrency: int = 64) -> list[float]:
-    body = b'{"type":"person","timestamp":"2026-11-25T12:00:00+00:00","data":{"n":1}}'
-    secret = generate_secret()
-    async with httpx.AsyncClient(transport=guarded_transport(AddressPolicy(allow_all=True))) as c:
-        todo = iter(range(n))
+    """The workers' own HTTP path alone (``Dispatcher.attempt``: signing, the guarded
+    transport, the capped read), with no Kafka and no Redis."""
+    settings = conf.load(environ={}, overrides={"ALLOW_PRIVATE_ADDRESSES": True})
+    dispatcher = Dispatcher(settings)
+    todo = iter(jobs(f"http://127.0.0.1:{port}/ok/base", n))
 
-        async def worker() -> None:
-            for i in todo:
-                headers = signature_headers(f"msg_{i}", body, [secret])
-                response = await c.post(f"http://127.0.0.1:{port}/ok/base", content=body,
-                                        headers=headers)  # fmt: skip
-                assert response.status_code == 204
+    async def worker() -> None:
+        for job in todo:
+            result = await dispatcher.attempt(job)
+            assert result.ok, result.error
 
+    try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await dispatcher.aclose()
     return collect(port, n)
 
 
@@ -132,7 +134,7 @@ def main() -> None:
         stack.start(on_step=lambda line: None)
         time.sleep(0.5)
         rate = steady_rate(asyncio.run(baseline(port, n)))
-        print(f"bare httpx client, concurrency 64:      {rate:8.0f} requests/s")
+        print(f"the workers' HTTP path alone, 64-way:   {rate:8.0f} requests/s")
         env = {
             "DURIAN_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
             "DURIAN_REDIS_URL": stack.redis_url or "",
@@ -157,7 +159,7 @@ def main() -> None:
         write_jobs(settings, healthy)
         alone = steady_rate(collect(port, len(healthy)))
         print(f"durian-deliver, 10 healthy endpoints:   {alone:8.0f} deliveries/s "
-              f"({alone / rate:.0%} of the bare client)")  # fmt: skip
+              f"({alone / rate:.0%} of the HTTP path alone)")  # fmt: skip
         healthy = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/ok/h{e}", per)]
         broken = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/stuck/{e}", per)]
         write_jobs(settings, [job for pair in zip(broken, healthy, strict=True) for job in pair])

@@ -104,6 +104,27 @@ async def run(url: str, n: int, concurrency: int) -> None:
             await measure(post, 200, concurrency)
             row(f"{name}, c={concurrency}", *await measure(post, n, concurrency))
 
+    # The transport alone, as durian's Dispatcher drives it: httpx's Request and Response
+    # types without the client's cookie jar, auth and redirect machinery.
+    transport = AiohttpTransport()
+    async with transport:
+        timeout = httpx.Timeout(10.0).as_dict()
+
+        async def direct() -> int:
+            request = httpx.Request(
+                "POST", url, content=BODY, headers=HEADERS, extensions={"timeout": timeout}
+            )
+            response = await transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            return response.status_code
+
+        await measure(direct, 200, concurrency)
+        row(f"httpx-aiohttp transport, no client, c={concurrency}",
+            *await measure(direct, n, concurrency))  # fmt: skip
+
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000

@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from durian import conf
 
@@ -147,7 +147,11 @@ return 1
 class _Batched:
     """Calls of one Lua script, sent together: every call made before the event loop
     gets back to this one's flush goes in one pipeline (no transaction: each script
-    is atomic on its own). A failure of the pipeline fails each of its calls."""
+    is atomic on its own). A failure of the pipeline fails each of its calls.
+
+    The calls are ``EVALSHA``; only when Redis does not know the script (first use,
+    or after a restart) is it loaded and the batch sent again. redis-py's own script
+    support asks ``SCRIPT EXISTS`` before every pipeline: a round trip per batch."""
 
     def __init__(self, redis: aioredis.Redis, script: AsyncScript) -> None:
         self.redis = redis
@@ -171,10 +175,10 @@ class _Batched:
 
     async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args, _ in batch:
-                await self.script(keys=keys, args=args, client=pipe)
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._evalsha(batch)
+            if any(isinstance(result, NoScriptError) for result in results):
+                await self.redis.script_load(self.script.script)
+                results = await self._evalsha(batch)
         except Exception as exc:  # every caller sees it (RedisError: they fail open)
             for *_, future in batch:
                 if not future.done():
@@ -187,6 +191,13 @@ class _Batched:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def _evalsha(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> Any:
+        pipe = self.redis.pipeline(transaction=False)
+        sha = self.script.sha
+        for keys, args, _ in batch:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return await pipe.execute(raise_on_error=False)
 
 
 @dataclass(frozen=True)

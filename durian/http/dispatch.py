@@ -108,22 +108,27 @@ def map_http_errors() -> Iterator[None]:
 
 
 class Dispatcher:
-    """Sends delivery jobs with one shared ``httpx.AsyncClient``."""
+    """Sends webhooks as ``httpx.Request``s through one shared transport.
 
-    def __init__(self, settings: conf.Settings, client: httpx.AsyncClient | None = None) -> None:
+    The requests go to the transport directly, not through an ``httpx.AsyncClient``:
+    a webhook needs none of the client's cookie jar, auth flow, redirect handling
+    and event hooks, and they cost more than the transport itself
+    (``benchmarks/transports.py``: 3,464 requests/s through the client, 5,791/s to
+    the same transport directly, 64-way). Redirects are never followed either way.
+    """
+
+    def __init__(
+        self, settings: conf.Settings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.settings = settings
         self.policy = AddressPolicy.from_settings(settings)
         self.non_retryable = frozenset(settings.non_retryable_statuses)
-        self.client = client or httpx.AsyncClient(
-            transport=guarded_transport(self.policy),
-            timeout=httpx.Timeout(
-                settings.delivery_timeout,
-                connect=settings.connect_timeout,
-                read=settings.read_timeout,
-            ),
-            follow_redirects=False,
-            headers={"user-agent": _USER_AGENT},
-        )
+        self.transport = transport or guarded_transport(self.policy)
+        self.timeouts = httpx.Timeout(
+            settings.delivery_timeout,
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+        ).as_dict()
 
     async def attempt(self, job: DeliveryJob) -> AttemptResult:
         started = time.perf_counter()
@@ -144,16 +149,25 @@ class Dispatcher:
         body, headers = webhook_request(job)
         total = listener.options.timeout or self.settings.delivery_timeout
         with map_http_errors():
+            url = httpx.URL(listener.url)
             if not self.policy.allow_all:
                 # The host as httpx will connect to it, after its normalisation (IDNA,
                 # dots); the socket factory checks the address again as it connects.
-                check_literal(httpx.URL(listener.url).host, self.policy)
+                check_literal(url.host, self.policy)
+            request = httpx.Request(
+                "POST",
+                url,
+                content=body,
+                headers={"user-agent": _USER_AGENT, **headers},
+                extensions={"timeout": self.timeouts},
+            )
             try:
                 async with asyncio.timeout(total):
-                    async with self.client.stream(
-                        "POST", listener.url, content=body, headers=headers
-                    ) as response:
+                    response = await self.transport.handle_async_request(request)
+                    try:
                         excerpt = await self._read_capped(response)
+                    finally:
+                        await response.aclose()
             except TimeoutError:
                 raise TransientDeliveryError(
                     f"timed out: no complete answer within {total:g} s"
@@ -199,4 +213,4 @@ class Dispatcher:
         return bytes(received[:_EXCERPT]).decode("utf-8", errors="replace")
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()

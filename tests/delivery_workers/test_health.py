@@ -172,3 +172,19 @@ def test_a_success_after_failures_below_the_threshold_is_no_recovery(redis_url: 
         return [failed.state, ok.state]
 
     assert run(redis_url, body) == ["failing", "ok"]
+
+
+def test_many_calls_at_once_are_answered_each_even_after_a_script_flush(redis_url: str) -> None:
+    async def body(health: EndpointHealth, clock: Clock) -> None:
+        # Redis forgets its scripts (a restart, SCRIPT FLUSH): they are loaded again.
+        await health.redis.script_flush()
+        verdicts = await asyncio.gather(*(admit(health, f"job_{i}") for i in range(50)))
+        assert {v.verdict for v in verdicts} == {"go"}
+        settled = await asyncio.gather(
+            *(health.settle(f"job_{i}", "lst_1", ok=True, counts=False) for i in range(50))
+        )
+        assert {s.state for s in settled} == {"ok"}
+        again = await asyncio.gather(*(admit(health, f"job_{i}") for i in range(50)))
+        assert {v.verdict for v in again} == {"done"}
+
+    run(redis_url, body)
