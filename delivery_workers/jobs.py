@@ -51,6 +51,9 @@ __all__ = ["JobRunner"]
 
 logger = logging.getLogger(__name__)
 
+#: Parked records are cut to this size (a record that could not be written whole).
+PARK_MAX_BYTES = 256 * 1024
+
 
 class JobRunner:
     """Carries out each job of one worker; holds what every job shares."""
@@ -236,10 +239,16 @@ class JobRunner:
         logger.warning("listener %s (%s) is disabled: %s", current.id, current.url, reason)
 
     async def park(self, message: Message, error: str, source: str) -> None:
+        """Set a record aside on the parked topic, with why and where it was read. A record
+        too large to write anywhere (its job could not be retried either) is parked cut
+        to ``PARK_MAX_BYTES``, its full size in a header: parked all the same, so its
+        partition's offsets move on."""
+        value = message.value() or b""
         headers: dict[str, Any] = {"durian-error": error, "durian-source": source}
-        await self.writer.send(
-            self.names.parked, message.key() or b"", message.value() or b"", headers
-        )
+        if len(value) > PARK_MAX_BYTES:
+            headers["durian-truncated-from"] = str(len(value))
+            value = value[:PARK_MAX_BYTES]
+        await self.writer.send(self.names.parked, message.key() or b"", value, headers)
         self.stats["parked"] += 1
 
     async def aclose(self) -> None:

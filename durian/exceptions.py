@@ -11,6 +11,7 @@ The tree::
     ├── ListenerNotFound           no listener with that id on the listeners topic
     ├── SignatureError             an incoming webhook whose signature or timestamp is wrong
     ├── PublishError               Kafka did not accept a record (raised on flush)
+    │   └── EventTooLarge          ... refused before the commit: over ``max_event_bytes``
     ├── BrokerUnavailable          the broker or Redis did not answer in time
     └── DeliveryError              one delivery attempt failed; ``retryable`` says what next
         ├── TransientDeliveryError     timeouts, connect errors, failed answers
@@ -31,6 +32,7 @@ __all__ = [
     "DeliveryError",
     "DeliveryRefused",
     "DurianError",
+    "EventTooLarge",
     "ImproperlyConfigured",
     "InvalidListener",
     "InvalidMatcher",
@@ -109,6 +111,11 @@ class SignatureError(DurianError):
 
 class PublishError(DurianError):
     """Kafka did not accept one or more records."""
+
+
+class EventTooLarge(PublishError, ValueError):
+    """An event larger than ``max_event_bytes``: refused when it is sent, before the
+    transaction commits, so it is reported once and not again by a failing flush."""
 
 
 class BrokerUnavailable(DurianError):

@@ -207,14 +207,27 @@ def _same(a: AnyType, b: AnyType) -> bool:
 _MISSING = object()
 
 
-def compile_spec(spec: MatchSpec | None, *, _path: str = "") -> dict[str, AnyType]:
+#: How deep a match spec's fields may nest (``address.city`` is 2).
+MAX_SPEC_DEPTH = 32
+
+
+def _check_depth(path: str, depth: int) -> None:
+    if depth >= MAX_SPEC_DEPTH:
+        raise InvalidMatcher(
+            f"field {path.rstrip('.')!r}...: a match spec nests at most {MAX_SPEC_DEPTH} levels"
+        )
+
+
+def compile_spec(spec: MatchSpec | None, *, _path: str = "", _depth: int = 0) -> dict[str, AnyType]:
     """Normalise a user spec: plain values become ``Is``, nested mappings recurse.
 
     Raises ``InvalidMatcher`` naming the field for anything that is not a
-    matcher, a JSON value or a nested spec.
+    matcher, a JSON value or a nested spec, or for nesting deeper than
+    ``MAX_SPEC_DEPTH``.
     """
     if spec is None:
         return {}
+    _check_depth(_path, _depth)
     if not isinstance(spec, Mapping):
         raise InvalidMatcher(f"a match spec is a mapping of field names, not {type(spec).__name__}")
     compiled: dict[str, AnyType] = {}
@@ -229,7 +242,7 @@ def compile_spec(spec: MatchSpec | None, *, _path: str = "") -> dict[str, AnyTyp
         if isinstance(condition, Matcher):
             compiled[field] = condition
         elif isinstance(condition, Mapping):
-            compiled[field] = compile_spec(condition, _path=f"{where}.")
+            compiled[field] = compile_spec(condition, _path=f"{where}.", _depth=_depth + 1)
         elif condition is None or isinstance(condition, str | int | float | bool | list | tuple):
             compiled[field] = Is(list(condition) if isinstance(condition, tuple) else condition)
         else:
@@ -280,12 +293,13 @@ def spec_to_json(spec: Mapping[str, AnyType]) -> dict[str, AnyType]:
     return out
 
 
-def spec_from_json(data: AnyType, *, _path: str = "") -> dict[str, AnyType]:
+def spec_from_json(data: AnyType, *, _path: str = "", _depth: int = 0) -> dict[str, AnyType]:
     """Parse the JSON form back into a compiled spec; refuses unknown operators."""
     if data is None:
         return {}
     if not isinstance(data, Mapping):
         raise InvalidMatcher(f"a match spec is a JSON object, not {type(data).__name__}")
+    _check_depth(_path, _depth)
     spec: dict[str, AnyType] = {}
     for field, condition in data.items():
         where = f"{_path}{field}"
@@ -299,9 +313,9 @@ def spec_from_json(data: AnyType, *, _path: str = "") -> dict[str, AnyType]:
         ):
             spec[field] = _matcher_from_json(where, condition)
         elif isinstance(condition, Mapping):
-            spec[field] = spec_from_json(condition, _path=f"{where}.")
+            spec[field] = spec_from_json(condition, _path=f"{where}.", _depth=_depth + 1)
         else:
-            spec[field] = compile_spec({field: condition}, _path=_path)[field]
+            spec[field] = compile_spec({field: condition}, _path=_path, _depth=_depth)[field]
     return spec
 
 

@@ -313,6 +313,10 @@ def decode(
         return decoder.decode(data)
     except (msgspec.DecodeError, RecordError) as exc:
         raise DecodeError(str(exc), topic=topic, partition=partition, offset=offset) from None
+    except RecursionError:  # msgspec raises it, not a DecodeError, for very deep JSON
+        raise DecodeError(
+            "nested too deeply to decode", topic=topic, partition=partition, offset=offset
+        ) from None
 
 
 class Consumed(Protocol):

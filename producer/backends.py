@@ -22,6 +22,8 @@ from typing import Protocol
 
 from django.db import transaction
 
+from durian import conf
+from durian.exceptions import EventTooLarge
 from durian.listener_store import ListenerStore
 from durian.records import Event, ListenerSpec, encode, event_key
 from durian.topics import TopicNames
@@ -71,12 +73,25 @@ def listener_store() -> ListenerStore:
         return _store
 
 
+def encoded(event: Event, settings: conf.Settings) -> bytes:
+    """The event as it goes on the events topic; ``EventTooLarge`` over the limit."""
+    value = encode(event)
+    if len(value) > settings.max_event_bytes:
+        raise EventTooLarge(
+            f"the {event.hook!r} event is {len(value):,} bytes encoded, more than "
+            f"max_event_bytes ({settings.max_event_bytes:,}); send less (the hook's "
+            "provides_args or prepare_payload), or raise max_event_bytes together with "
+            "Kafka's message.max.bytes"
+        )
+    return value
+
+
 class KafkaBackend:
     def send(self, event: Event, *, using: str | None = None) -> None:
         settings = get_settings()
         topic = TopicNames(settings.topic_prefix).events
         key = event_key(event.hook, event.object_id if event.object_id is not None else event.id)
-        value = encode(event)
+        value = encoded(event, settings)
         transaction.on_commit(lambda: publisher().publish(topic, key, value), using=using)
 
     def save_listener(self, listener: ListenerSpec) -> None:
@@ -89,6 +104,7 @@ class KafkaBackend:
 class InlineBackend:
     def send(self, event: Event, *, using: str | None = None) -> None:
         settings = get_settings()
+        encoded(event, settings)  # the same limit as on Kafka
         transaction.on_commit(lambda: inline.deliver(event, settings), using=using)
 
     def save_listener(self, listener: ListenerSpec) -> None:

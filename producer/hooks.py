@@ -87,7 +87,11 @@ class Hook:
     def send(
         self, sender: Any = None, *, object_id: Any = None, using: str | None = None, **payload: Any
     ) -> Event:
-        """Publish this event once the current transaction (on ``using``) commits."""
+        """Publish this event once the current transaction (on ``using``) commits.
+
+        An event over ``max_event_bytes`` raises ``EventTooLarge`` here, before the
+        commit: inside ``transaction.atomic()`` (or with ``ATOMIC_REQUESTS``) the change
+        that fired it is rolled back with it."""
         event = Event(
             id=new_id("evt"),
             hook=self.name,

@@ -218,3 +218,23 @@ def test_is_matches_its_own_value(value: AnyType) -> None:
 @given(st.dictionaries(field_names, json_values, max_size=5))
 def test_any_only_spec_matches_everything(data: dict[str, AnyType]) -> None:
     assert deepmatch({"anything": Any(), "else": {"deep": Any()}}, data) is True
+
+
+def test_a_spec_nests_at_most_max_spec_depth_levels() -> None:
+    from durian.match import MAX_SPEC_DEPTH, Startswith, spec_from_json
+
+    def nested(levels: int, leaf: AnyType) -> AnyType:
+        for _ in range(levels):
+            leaf = {"a": leaf}
+        return leaf
+
+    deepest = spec_from_json(nested(MAX_SPEC_DEPTH, {"$startswith": "J"}))
+    assert deepmatch(deepest, nested(MAX_SPEC_DEPTH, "Joe"))
+    too_deep = f"nests at most {MAX_SPEC_DEPTH} levels"
+    with pytest.raises(InvalidMatcher, match=too_deep):
+        spec_from_json(nested(MAX_SPEC_DEPTH + 1, {"$startswith": "J"}))
+    with pytest.raises(InvalidMatcher, match=too_deep):
+        compile_spec(nested(MAX_SPEC_DEPTH + 1, Startswith("J")))
+    # Far deeper than Python's recursion limit: refused all the same.
+    with pytest.raises(InvalidMatcher, match=too_deep):
+        spec_from_json(nested(5000, {"$startswith": "J"}))

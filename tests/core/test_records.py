@@ -176,3 +176,25 @@ def test_ordinary_listener_headers_are_taken() -> None:
         options=ListenerOptions(headers={"Authorization": "Bearer x", "X-Team": "a"}),
     )  # fmt: skip
     assert spec.options.headers["Authorization"] == "Bearer x"
+
+
+def test_a_record_nested_past_any_reason_is_a_decode_error_with_its_location() -> None:
+    data = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    record = (
+        b'{"type":"durian.event.v1","id":"evt_1","hook":"h",'
+        b'"occurred_at":"2026-01-01T00:00:00Z","data":' + data + b"}"
+    )
+    with pytest.raises(DecodeError, match=r"nested too deeply.*t\[0\]@7"):
+        decode(record, Event, topic="t", partition=0, offset=7)
+    listener = (
+        b'{"type":"durian.listener.v1","id":"lst_1","hook":"h","url":"https://e.com/",'
+        b'"secret":"'
+        + generate_secret().encode()
+        + b'","match":'
+        + b'{"a":' * 100
+        + b'{"$startswith":"J"}'
+        + b"}" * 100
+        + b"}"
+    )
+    with pytest.raises(DecodeError, match="nests at most"):
+        decode(listener, ListenerSpec, topic="t", partition=0, offset=8)

@@ -153,3 +153,25 @@ def test_an_unreachable_broker_fails_the_flush(caplog: pytest.LogCaptureFixture)
         publisher.flush(timeout=5)
     assert publisher.stats.failed == 1
     assert "durian could not publish a record" in caplog.text
+
+
+def test_an_event_over_the_limit_is_refused_before_the_commit_and_reported_once(
+    durian_site: conf.Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    from durian.exceptions import EventTooLarge
+
+    limited = {**django_settings.DURIAN, "MAX_EVENT_BYTES": 4096}
+    with override_settings(DURIAN=limited):
+        too_large = pytest.raises(EventTooLarge, match="more than max_event_bytes")
+        with too_large, transaction.atomic():
+            Person.objects.create(name="Joe")
+            Hook(name="person").send(note="x" * 10_000)
+        small = Person.objects.create(name="Ann", address="Oslo")
+        publish.flush()  # nothing failed on its way to Kafka: no second report
+    assert not Person.objects.filter(name="Joe").exists()  # rolled back with its event
+    published = events(durian_site)
+    assert [e.object_id for e in published] == [str(small.pk)]  # not even Joe's own event
+    assert "could not publish" not in caplog.text
