@@ -23,6 +23,7 @@ from durian.audit import audit
 from durian.dead_letters import DeadLetter, DeadLetters
 from durian.embedded import EmbeddedStack, hide_password
 from durian.exceptions import DecodeError, DurianError, InvalidListener, ListenerNotFound
+from durian.hook_store import read_hooks
 from durian.listener_store import ListenerSnapshot, ListenerStore
 from durian.listeners import changed, new_listener
 from durian.match import Any as AnyMatcher
@@ -156,6 +157,28 @@ def topics_create(obj: _Context) -> None:
                 click.echo(f"warning: {status.name} {status.warning}", err=True)
 
 
+# -- durian hooks ------------------------------------------------------------
+
+
+@main.group()
+def hooks() -> None:
+    """The hooks the sites declare (the hooks topic)."""
+
+
+@hooks.command("list")
+@click.pass_obj
+def hooks_list(obj: _Context) -> None:
+    """List every declared hook with the fields its events carry."""
+    with _errors():
+        declared = read_hooks(obj.settings)
+    for spec in sorted(declared.values(), key=lambda spec: spec.name):
+        fields = ", ".join(spec.fields) or "-"
+        click.echo(
+            f"{spec.name:24} {fields}" + (f"  ({spec.description})" if spec.description else "")
+        )
+    click.echo(f"{len(declared)} hook(s)", err=True)
+
+
 # -- durian listeners --------------------------------------------------------
 
 
@@ -217,6 +240,7 @@ _MATCH_HELP = (
 @click.option("--rate-limit", type=float, default=None, help="Deliveries per second at most.")
 @click.option("--id", "listener_id", default=None, help="Choose the id (default: generated).")
 @click.option("--inactive", is_flag=True, help="Create it disabled.")
+@click.option("--force", is_flag=True, help="Create it even for a hook no site declares.")
 @click.pass_obj
 def listeners_add(
     obj: _Context,
@@ -229,9 +253,12 @@ def listeners_add(
     rate_limit: float | None,
     listener_id: str | None,
     inactive: bool,
+    force: bool,
 ) -> None:
     """Create a listener. Prints its signing secret once."""
     with _errors():
+        if not force:
+            _check_hook(obj.settings, hook)
         listener = new_listener(
             hook=hook,
             url=url,
@@ -251,6 +278,23 @@ def listeners_add(
         click.echo(f"created {listener.id}  hook={hook}  url={url}")
         click.echo(f"secret  {listener.secret}")
         click.echo("        (shown once: give it to the receiver to verify signatures)", err=True)
+
+
+def _check_hook(settings: conf.Settings, hook: str) -> None:
+    """Refuse a hook that no site declares on the hooks topic (it could never fire); only
+    warn while no site has declared any."""
+    declared = read_hooks(settings)
+    if not declared:
+        click.echo(
+            f"warning: cannot check that hook {hook!r} exists: no site has declared its hooks "
+            "yet (`manage.py durian_hooks` does, and so does a site's first event)",
+            err=True,
+        )
+    elif hook not in declared:
+        raise click.ClickException(
+            f"no site declares hook {hook!r} (declared: {', '.join(sorted(declared))}); "
+            "fix the name, or add --force to create it anyway"
+        )
 
 
 def _headers(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -29,6 +29,7 @@ __all__ = [
     "Consumed",
     "DeliveryJob",
     "Event",
+    "HookSpec",
     "ListenerOptions",
     "ListenerSpec",
     "Record",
@@ -262,7 +263,21 @@ class Attempt(Record, tag="durian.attempt.v1", frozen=True):
     response_excerpt: str = ""
 
 
-AnyRecord: TypeAlias = Event | ListenerSpec | DeliveryJob | Attempt
+class HookSpec(Record, tag="durian.hook.v1", frozen=True):
+    """A hook a site declares, on the hooks topic (keyed by name): what the CLI checks a
+    new listener's hook against, and what ``durian hooks list`` shows."""
+
+    name: str
+    fields: tuple[str, ...] = ()
+    """The fields its events carry (empty: not declared, any)."""
+    description: str = ""
+    declared_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_id("hook name", self.name)
+
+
+AnyRecord: TypeAlias = Event | ListenerSpec | DeliveryJob | Attempt | HookSpec
 R = TypeVar("R", bound=Record)
 
 _encoder = msgspec.json.Encoder()

@@ -4,7 +4,8 @@ With the default prefix::
 
     durian.events                     events from Django, keyed <hook>:<pk>
     durian.listeners                  the listener table (compacted; tombstone = deleted)
-    durian.deliveries                 delivery jobs, keyed by listener id
+    durian.hooks                      the hooks the sites declare (compacted, keyed by name)
+    durian.deliveries                 delivery jobs, keyed <listener id>/<object id>
     durian.deliveries.retry.<delay>   one backoff tier per distinct retry delay
     durian.deliveries.dead            dead letters: exhausted jobs with their last error
     durian.attempts                   one record per HTTP attempt (the delivery log)
@@ -64,6 +65,10 @@ class TopicNames:
     def parked(self) -> str:
         return f"{self.prefix}.parked"
 
+    @property
+    def hooks(self) -> str:
+        return f"{self.prefix}.hooks"
+
     def group(self, role: str) -> str:
         """Consumer group ids: ``<prefix>.stream``, ``<prefix>.deliver``, ``<prefix>.retry.5s``."""
         return f"{self.prefix}.{role}"
@@ -100,5 +105,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.dead, job_parts, rf),
         TopicSpec(names.attempts, settings.attempts_partitions, rf),
         TopicSpec(names.parked, 1, rf),
+        TopicSpec(names.hooks, 1, rf, {"cleanup.policy": "compact"}),
     ]
     return specs

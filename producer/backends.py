@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import UTC, datetime
 from typing import Protocol
 
 from django.db import transaction
@@ -25,11 +26,12 @@ from django.db import transaction
 from durian import conf
 from durian.exceptions import EventTooLarge
 from durian.listener_store import ListenerStore
-from durian.records import Event, ListenerSpec, encode, event_key
+from durian.records import Event, HookSpec, ListenerSpec, encode, event_key
 from durian.topics import TopicNames
 from producer import inline
 from producer.conf import get_settings
 from producer.publish import publisher
+from producer.registry import hooks
 
 __all__ = [
     "Backend",
@@ -86,9 +88,29 @@ def encoded(event: Event, settings: conf.Settings) -> bytes:
     return value
 
 
+def announce_hooks(settings: conf.Settings) -> list[str]:
+    """Queue a record for each registered hook on the hooks topic (``durian.hook_store``);
+    the names announced."""
+    topic = TopicNames(settings.topic_prefix).hooks
+    now = datetime.now(UTC)
+    names = []
+    for hook in hooks:
+        spec = HookSpec(name=hook.name, fields=tuple(hook.fields()),
+                        description=hook.description, declared_at=now)  # fmt: skip
+        publisher().publish(topic, hook.name.encode(), encode(spec))
+        names.append(hook.name)
+    return names
+
+
 class KafkaBackend:
+    def __init__(self) -> None:
+        self._announced: conf.Settings | None = None
+
     def send(self, event: Event, *, using: str | None = None) -> None:
         settings = get_settings()
+        if self._announced is not settings:  # once per process (and settings)
+            self._announced = settings
+            announce_hooks(settings)
         topic = TopicNames(settings.topic_prefix).events
         key = event_key(event.hook, event.object_id if event.object_id is not None else event.id)
         value = encoded(event, settings)

@@ -16,6 +16,7 @@ from durian.match import compile_spec, spec_to_json
 from durian.records import ListenerSpec
 from producer.backends import backend_for, delete_listener
 from producer.conf import get_settings
+from producer.registry import hooks
 
 __all__ = ["ListenerBuilder", "delete_listener"]
 
@@ -71,8 +72,15 @@ class ListenerBuilder:
     def save(self) -> ListenerSpec:
         """Save the listener with its hook's backend; returns it, secret included.
 
-        Raises ``InvalidListener`` for a URL whose host is an IP address deliveries
-        may not reach (private, loopback, ...; see ``DURIAN_ADDRESS_ALLOWLIST``)."""
+        Raises ``InvalidListener`` for a hook that is not registered (it could never
+        fire), and for a URL whose host is an IP address deliveries may not reach
+        (private, loopback, ...; see ``DURIAN_ADDRESS_ALLOWLIST``)."""
+        if self.hook.name not in hooks:
+            known = ", ".join(hook.name for hook in hooks) or "none"
+            raise InvalidListener(
+                f"hook {self.hook.name!r} is not registered (registered: {known}); "
+                "register it (producer.registry.hooks.register) or fix the name"
+            )
         spec = self.build()
         refusal = AddressPolicy.from_settings(get_settings()).url_refusal(spec.url)
         if refusal is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from durian.exceptions import ImproperlyConfigured
-from producer.hooks import Hook
+
+if TYPE_CHECKING:  # the registry holds hooks; it needs their class only to name it
+    from producer.hooks import Hook
 
 __all__ = ["HookRegistry", "hooks"]
 

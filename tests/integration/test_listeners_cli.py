@@ -278,3 +278,34 @@ def test_a_bulk_write_leaves_the_end_offset_right_for_readers_that_recover_by_it
     finally:
         consumer.close()
     assert high == 500
+
+
+def test_a_hook_no_site_declares_is_refused_unless_forced(topics: conf.Settings) -> None:
+    from durian.records import HookSpec
+
+    # No site has declared its hooks yet: the CLI cannot check, says so, and creates it.
+    first = durian(topics, "listeners", "add", "--hook", "person", "--url", "https://e.com/a")
+    assert first.exit_code == 0 and "cannot check that hook 'person' exists" in first.stderr
+    # A site declares its hooks (its first event, or manage.py durian_hooks, writes these).
+    producer = Producer(confluent_config(topics, "writer"))
+    for name in ("person", "invoice.paid"):
+        spec = HookSpec(name=name, fields=("name", "address"))
+        producer.produce(
+            TopicNames(topics.topic_prefix).hooks, key=name.encode(), value=encode(spec)
+        )
+    producer.flush(10)
+    listed = durian(topics, "hooks", "list")
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["invoice.paid", "person"]
+    assert "name, address" in listed.stdout
+
+    typo = durian(topics, "listeners", "add", "--hook", "persn", "--url", "https://e.com/b")
+    assert typo.exit_code != 0
+    assert "no site declares hook 'persn' (declared: invoice.paid, person)" in typo.output
+    assert "--force" in typo.output
+    known = durian(topics, "listeners", "add", "--hook", "person", "--url", "https://e.com/c")
+    assert known.exit_code == 0 and "warning" not in known.stderr
+    forced = durian(topics, "listeners", "add", "--hook", "persn", "--url", "https://e.com/b",
+                    "--force")  # fmt: skip
+    assert forced.exit_code == 0, forced.output
+    hooks = sorted(spec.hook for spec in ListenerStore(topics).read().listeners.values())
+    assert hooks == ["persn", "person", "person"]

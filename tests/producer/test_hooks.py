@@ -175,3 +175,32 @@ def test_an_event_over_the_limit_is_refused_before_the_commit_and_reported_once(
     published = events(durian_site)
     assert [e.object_id for e in published] == [str(small.pk)]  # not even Joe's own event
     assert "could not publish" not in caplog.text
+
+
+def test_a_site_declares_its_hooks_with_its_first_event_and_on_request(
+    durian_site: conf.Settings,
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from durian.hook_store import read_hooks
+
+    assert read_hooks(durian_site) == {}
+    Person.objects.create(name="Joe")
+    publish.flush()
+    declared = read_hooks(durian_site)
+    assert "person" in declared and "name" in declared["person"].fields
+    out = StringIO()
+    call_command("durian_hooks", stdout=out)
+    assert "announced" in out.getvalue() and "person" in out.getvalue()
+    assert set(read_hooks(durian_site)) == {hook.name for hook in hooks}
+
+
+def test_the_seed_api_refuses_a_listener_for_a_hook_that_is_not_registered(
+    durian_site: conf.Settings,
+) -> None:
+    from durian.exceptions import InvalidListener
+
+    with pytest.raises(InvalidListener, match="hook 'persn' is not registered"):
+        Hook(name="persn").listener(url="https://e.com/").save()
