@@ -7,6 +7,7 @@ Settings come from the ``DURIAN_*`` environment (see ``durian.conf``);
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -42,17 +43,25 @@ from durian.topic_admin import TopicAdmin
 __all__ = ["main"]
 
 _PROGRESS_FROM = 20_000  # records; smaller tables are read before a bar would be seen
+_BROKER_WAIT = 5.0  # seconds a command waits for the broker to answer at all
 
 
 class _Context:
     def __init__(self, overrides: dict[str, Any]) -> None:
         self.overrides = overrides
+        self.needs_broker = True
+        """``durian up`` starts the broker; every other command talks to one."""
         self._settings: conf.Settings | None = None
 
     @property
     def settings(self) -> conf.Settings:
+        """The settings, once the broker has answered: one clear message within a few
+        seconds when it does not, instead of the client's retries for a minute."""
         if self._settings is None:
-            self._settings = conf.load(overrides=self.overrides)
+            settings = conf.load(overrides=self.overrides)
+            if self.needs_broker:
+                TopicAdmin(settings).wait_ready(_BROKER_WAIT)
+            self._settings = settings
         return self._settings
 
 
@@ -78,6 +87,9 @@ def main(ctx: click.Context, bootstrap_servers: str | None, prefix: str | None) 
     if prefix:
         overrides["topic_prefix"] = prefix
     ctx.obj = _Context(overrides)
+    # librdkafka logs every failed connection attempt; a command says what went wrong
+    # once, in its own words (``_Context.settings``, ``_errors``).
+    logging.getLogger("durian.kafka.client").setLevel(logging.CRITICAL)
 
 
 # -- durian up ---------------------------------------------------------------
@@ -89,6 +101,7 @@ def main(ctx: click.Context, bootstrap_servers: str | None, prefix: str | None) 
 def up(obj: _Context, port: int | None) -> None:
     """Start the embedded broker and Redis, create the topics, run until Ctrl-C."""
     with _errors():
+        obj.needs_broker = False
         settings = obj.settings
         host, _, configured = settings.bootstrap_servers.split(",")[0].rpartition(":")
         stack = EmbeddedStack(

@@ -9,7 +9,14 @@ from django import forms
 
 from durian.addresses import AddressPolicy
 from durian.exceptions import InvalidListener
-from durian.match import compile_spec, deepmatch, matcher_from_text, spec_from_json, spec_to_json
+from durian.match import (
+    compile_spec,
+    deepmatch,
+    matcher_from_text,
+    parse_operand,
+    spec_from_json,
+    spec_to_json,
+)
 from durian.records import validate_url
 from producer.conf import get_settings
 
@@ -116,20 +123,41 @@ class ListenerForm(forms.Form):
             return None
         return deepmatch(compile_spec(spec_from_json(self.spec)), sample)
 
+    @staticmethod
+    def cannot_edit(match: dict[str, Any]) -> str | None:
+        """Why the form cannot show a stored spec as it is (``None``: it can): one row per
+        top-level field has no place for conditions on nested fields."""
+        nested = sorted(
+            name
+            for name, condition in match.items()
+            if isinstance(condition, dict) and not any(key.startswith("$") for key in condition)
+        )
+        if nested:
+            return (
+                f"its conditions on nested fields ({', '.join(nested)}) have no place in this "
+                "form; change it with `durian listeners update ID --match-json ...`"
+            )
+        return None
+
     @classmethod
     def initial_for(cls, match: dict[str, Any]) -> dict[str, Any]:
-        """Initial values of the matcher rows from a stored JSON match spec."""
+        """Initial values of the matcher rows from a stored JSON match spec, written so
+        that saving the form unchanged gives back the same spec: an ``is`` or
+        ``contains`` text that would read as JSON (``"123"``, ``"true"``) is shown
+        quoted, the other operands as they are (``cannot_edit`` says which specs the
+        form cannot show)."""
         initial: dict[str, Any] = {}
         for name, condition in match.items():
-            if isinstance(condition, dict) and len(condition) == 1:
-                ((op, operand),) = condition.items()
-                if op.startswith("$"):
-                    initial[f"kind_{name}"] = op[1:]
-                    if op != "$any":
-                        initial[f"value_{name}"] = (
-                            operand if isinstance(operand, str) else json.dumps(operand)
-                        )
-                    continue
-            initial[f"kind_{name}"] = "is"
-            initial[f"value_{name}"] = json.dumps(condition)
+            ((op, operand),) = condition.items()
+            kind = op[1:]
+            initial[f"kind_{name}"] = kind
+            if kind == "any":
+                continue
+            if kind in ("is", "contains"):
+                text = operand if isinstance(operand, str) else json.dumps(operand)
+                if parse_operand(text) != operand or type(parse_operand(text)) is not type(operand):
+                    text = json.dumps(operand)
+                initial[f"value_{name}"] = text
+            else:
+                initial[f"value_{name}"] = operand
         return initial

@@ -191,7 +191,14 @@ def listener_detail(request: HttpRequest, listener_id: str) -> HttpResponse:
 @_guarded("durian.change_listener")
 def listener_edit(request: HttpRequest, listener_id: str) -> HttpResponse:
     listener = _listener(listener_id)
-    fields = _hook_fields(listener.hook) or sorted(listener.match)
+    reason = ListenerForm.cannot_edit(listener.match)
+    if reason is not None:
+        messages.error(request, f"Listener {listener.id} cannot be edited here: {reason}.")
+        return redirect("durian:listener-detail", listener_id=listener.id)
+    # Every field the spec has a condition on gets its row, listed by the hook or not:
+    # a condition the form did not show would be dropped on save.
+    hook_fields = _hook_fields(listener.hook)
+    fields = hook_fields + sorted(set(listener.match) - set(hook_fields))
     if request.method != "POST":
         initial = {
             "url": listener.url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,3 +60,23 @@ def test_help_needs_no_broker(command: str) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "usage" in result.stdout.lower() and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["listeners", "add", "--hook", "person", "--url", "https://e.com/"], ["hooks", "list"]]
+)
+def test_without_a_broker_a_command_says_so_once_within_seconds(args: list[str]) -> None:
+    from durian.embedded import free_port
+
+    bootstrap = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "durian"), *args],
+        env={**os.environ, "DURIAN_BOOTSTRAP_SERVERS": bootstrap},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()  # one line, not the client's retries
+    assert line.startswith(f"Error: no Kafka broker answered at {bootstrap} within 5 s (")
+    assert line.endswith("is it running? `make run` starts the embedded one")
+    assert time.monotonic() - started < 15  # the client alone retried for 15-40 s

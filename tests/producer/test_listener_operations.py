@@ -9,7 +9,17 @@ import pytest
 from durian.cli import parse_condition
 from durian.exceptions import InvalidListener
 from durian.listeners import changed, new_listener, rotated
-from durian.match import compile_spec, spec_to_json
+from durian.match import Any as AnyMatcher
+from durian.match import (
+    Contains,
+    Endswith,
+    Is,
+    Like,
+    Matcher,
+    Startswith,
+    compile_spec,
+    spec_to_json,
+)
 from durian.records import RetiredSecret
 from producer.forms import ListenerForm
 from producer.hooks import Hook
@@ -64,3 +74,25 @@ def test_rotation_keeps_the_old_secret_for_the_grace_and_drops_expired_ones() ->
     (kept,) = new.old_secrets
     assert kept.secret == listener.secret
     assert abs(kept.expires_at - now - timedelta(hours=2)) < timedelta(seconds=5)
+
+
+SPECS = [
+    Is("123"), Is(123), Is(1.5), Is(True), Is(None), Is("true"), Is([1, 2]), Is("[1, 2]"),
+    Is('"quoted"'), Is("Joe"), Contains(7), Contains("7"), Contains("oe"), Startswith("12"),
+    Startswith('"'), Endswith("son"), Like("^J.*n$"), AnyMatcher(),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("matcher", SPECS, ids=repr)
+def test_the_edit_form_gives_back_every_condition_the_cli_can_make(matcher: Matcher) -> None:
+    stored = spec_to_json(compile_spec({"name": matcher}))
+    initial = ListenerForm.initial_for(stored)
+    form = ListenerForm({"url": "https://e.com/", "active": "on", **initial}, fields=["name"])
+    assert form.is_valid(), form.errors
+    assert form.spec == stored  # saved unchanged, the spec stays what it was
+
+
+def test_the_edit_form_names_what_it_cannot_show() -> None:
+    nested = spec_to_json(compile_spec({"address": {"city": "Oslo"}, "name": Startswith("J")}))
+    assert "nested fields (address)" in (ListenerForm.cannot_edit(nested) or "")
+    assert ListenerForm.cannot_edit(spec_to_json(compile_spec({"name": Is("x")}))) is None

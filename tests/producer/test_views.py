@@ -166,3 +166,28 @@ def test_times_on_a_listener_page_carry_their_zone(durian_site: conf.Settings) -
         assert created is not None and re.fullmatch(
             rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {shown}", created.group(1)
         ), created
+
+
+def test_editing_keeps_conditions_the_form_shows_and_refuses_what_it_cannot(
+    durian_site: conf.Settings,
+) -> None:
+    from durian.listeners import new_listener
+
+    client = client_for("view_listener", "change_listener")
+    # "zip" is not a field the person hook lists: its row is shown all the same.
+    kept = new_listener(hook="person", url="https://e.com/a",
+                        match={"zip": {"$is": "0150"}, "name": {"$is": "123"}})  # fmt: skip
+    nested = new_listener(hook="person", url="https://e.com/b",
+                          match={"address": {"city": {"$is": "Oslo"}}})  # fmt: skip
+    with ListenerStore(durian_site) as store:
+        store.put(kept, nested)
+    page = client.get(f"/webhooks/listeners/{kept.id}/edit/").content.decode()
+    assert 'name="value_zip"' in page
+    rows = {"kind_name": "is", "value_name": '"123"', "kind_zip": "is", "value_zip": '"0150"'}
+    form = {"url": "https://e.com/a2", "active": "on", "save": "", **rows}
+    assert client.post(f"/webhooks/listeners/{kept.id}/edit/", form).status_code == 302
+    with ListenerStore(durian_site) as store:
+        assert store.get(kept.id).match == kept.match  # strings stay strings
+    refused = client.get(f"/webhooks/listeners/{nested.id}/edit/", follow=True)
+    assert "cannot be edited here" in refused.content.decode()
+    assert "durian listeners update" in refused.content.decode()
