@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from durian import conf
 from durian.kafka import confluent_config
@@ -38,7 +38,7 @@ from durian.records import (
 )
 from durian.signing import generate_secret
 from durian.topics import TopicNames
-from tests.conftest import read_topic, wait_for
+from tests.conftest import read_messages, read_topic, wait_for
 from tests.integration.conftest import Pipeline
 from tests.receiver import Answer, Received, Receiver
 
@@ -437,3 +437,36 @@ def test_a_refused_delivery_is_a_warning_once_a_minute_per_listener(
     assert len(refused) == 1, refused
     assert target.id in refused[0] and "127.0.0.1 is a non-public address" in refused[0]
     assert receiver.under("/laptop") == []
+
+
+def test_a_record_too_large_to_park_whole_is_parked_cut_and_its_partition_moves_on(
+    workers: Pipeline, receiver: Receiver
+) -> None:
+    # This worker may write records of 300,000 bytes at most (librdkafka's own limit), so
+    # the 400,000-byte record below cannot be parked whole; a job behind it must still go.
+    deliver(workers, "deliver-1", env={"DURIAN_KAFKA_OPTIONS": '{"message.max.bytes": "300000"}'})
+    names = TopicNames(workers.settings.topic_prefix)
+    target = listener(receiver.url("/behind"))
+    (job,) = jobs_for(target, 1)
+    producer = Producer(confluent_config(workers.settings, "writer"))
+    producer.produce(names.deliveries, key=b"lst_big", value=b"x" * 400_000, partition=0)
+    producer.produce(names.deliveries, key=b"lst_job", value=encode(job), partition=0)
+    assert producer.flush(30) == 0
+    wait_for(lambda: receiver.under("/behind"), JOIN, what="the job behind the big record")
+    (parked,) = [m for m in read_messages(workers.settings, names.parked)]
+    headers = dict(parked.headers() or [])
+    assert headers["durian-truncated-from"] == b"400000"
+    assert len(parked.value() or b"") == 256 * 1024
+    assert headers["durian-source"] == f"{names.deliveries}[0]@0".encode()
+
+    def committed() -> int:
+        group = confluent_config(workers.settings, "reader", **{"group.id": names.group("deliver")})
+        consumer = Consumer(group)
+        try:
+            (tp,) = consumer.committed([TopicPartition(names.deliveries, 0)], timeout=10)
+            return int(tp.offset)
+        finally:
+            consumer.close()
+
+    # Both records are finished: the group's offset moves past them.
+    wait_for(lambda: committed() == 2, JOIN, what="the offset committed past both records")
