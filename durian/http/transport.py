@@ -1,5 +1,6 @@
-"""The HTTP transport of the delivery workers: httpx's API on aiohttp's connection pool,
-with the address guard in the resolver and in the socket that connects.
+"""The HTTP transport of webhooks (delivery workers and inline mode): httpx's API on
+aiohttp's connection pool, with the address guard in the resolver and in the socket
+that connects.
 
 A host name is resolved once, by ``GuardedResolver``, and aiohttp connects to
 exactly the addresses that resolver returned and checked: there is no second
