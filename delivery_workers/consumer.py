@@ -187,7 +187,7 @@ class DeliveryWorker:
         ) if key else None  # fmt: skip
         if wait_out is not None and self._forward(message, tp, offset, epoch, wait_out):
             return
-        self._spawn(message, tp, offset, epoch)
+        self._spawn(message, key, tp, offset, epoch)
 
     def _forward(self, message: Message, tp: TP, offset: int, epoch: int, wait: float) -> bool:
         """Move a job to the tier that fits its wait, as it is (no decoding, no task, no
@@ -202,15 +202,15 @@ class DeliveryWorker:
                 logger.warning(
                     "cannot move a job to %s (%s); handling it now", topic, error_text(err)
                 )
-                self._spawn(message, tp, offset, epoch)
+                self._spawn(message, listener_of(message.key()), tp, offset, epoch)
 
         if not self.writer.forward(topic, message, landed):
             return False
         self.stats["deferred"] += 1
         return True
 
-    def _spawn(self, message: Message, tp: TP, offset: int, epoch: int) -> None:
-        key = listener_of(message.key())
+    def _spawn(self, message: Message, key: str, tp: TP, offset: int, epoch: int) -> None:
+        """Start the job's task; ``key`` is its listener id (``listener_of`` its key)."""
         self.endpoints.hold(key)
         task = asyncio.create_task(self._handle(message, tp, offset, epoch))
         self._tasks.add(task)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
 from durian.conf import Settings
 from durian.exceptions import BrokerUnavailable, DecodeError
 from durian.kafka import confluent_config, error_text
-from durian.reading import GuardedConsumer, read_to_end
+from durian.reading import GuardedConsumer, from_the_start, read_to_end
 from durian.records import HookSpec, decode_message
 from durian.topics import TopicNames
 
@@ -35,16 +35,12 @@ def read_hooks(settings: Settings, timeout: float = 30.0) -> dict[str, HookSpec]
         )
     )
     try:
-        found = consumer.list_topics(topic, timeout=min(timeout, 15.0)).topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
+        start = from_the_start(consumer, topic, min(timeout, 15.0))
+        if start is None:
             return {}
-        starts = []
-        for number in found.partitions:
-            low, _ = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10.0)
-            starts.append(TopicPartition(topic, number, low))
         hooks: dict[str, HookSpec] = {}
         reader = GuardedConsumer(consumer, settings, "hooks")
-        for msg in read_to_end(reader, starts, timeout):
+        for msg in read_to_end(reader, start[0], timeout):
             key = (msg.key() or b"").decode(errors="replace")
             if msg.value() is None:
                 hooks.pop(key, None)

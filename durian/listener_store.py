@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from durian.addresses import AddressPolicy
 from durian.conf import Settings
@@ -28,7 +28,7 @@ from durian.exceptions import (
     PublishError,
 )
 from durian.kafka import confluent_config, error_text, produce
-from durian.reading import GuardedConsumer, read_to_end
+from durian.reading import GuardedConsumer, from_the_start, read_to_end
 from durian.records import ListenerSpec, decode_message, encode, listener_key
 from durian.topics import TopicNames
 
@@ -138,22 +138,12 @@ class ListenerStore:
     def _read(
         self, reader: GuardedConsumer, progress: Progress | None, timeout: float
     ) -> ListenerSnapshot:
-        consumer = reader.consumer
-        metadata = consumer.list_topics(self.topic, timeout=min(timeout, 15.0))
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
+        start = from_the_start(reader.consumer, self.topic, min(timeout, 15.0))
+        if start is None:
             raise DurianError(
                 f"the listeners topic {self.topic} does not exist; run `durian topics create`"
             )
-        # Start each partition at its low watermark: an explicit offset starts
-        # fetching at once, where OFFSET_BEGINNING costs an extra offset lookup.
-        partitions, expected = [], 0
-        for number in topic.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, number), timeout=10.0
-            )
-            partitions.append(TopicPartition(self.topic, number, low))
-            expected += max(0, high - low)
+        partitions, expected = start
         table = ListenerSnapshot()
 
         def batch_read() -> None:

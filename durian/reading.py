@@ -22,7 +22,7 @@ from durian.exceptions import BrokerUnavailable
 from durian.gap import GapGuard
 from durian.kafka import confluent_config, error_text, gap_patience
 
-__all__ = ["GuardedConsumer", "StoredRecord", "read_since", "read_to_end"]
+__all__ = ["GuardedConsumer", "StoredRecord", "from_the_start", "read_since", "read_to_end"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,23 @@ class GuardedConsumer:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def from_the_start(
+    consumer: Consumer, topic: str, timeout: float = 15.0
+) -> tuple[list[TopicPartition], int] | None:
+    """Every partition of ``topic`` at its low watermark, and how many records they
+    hold; ``None`` when there is no such topic. An explicit offset starts fetching at
+    once, where ``OFFSET_BEGINNING`` costs an extra offset lookup."""
+    found = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        return None
+    partitions, records = [], 0
+    for number in sorted(found.partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10.0)
+        partitions.append(TopicPartition(topic, number, low))
+        records += max(0, high - low)
+    return partitions, records
 
 
 def read_to_end(

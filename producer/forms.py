@@ -155,7 +155,8 @@ class ListenerForm(forms.Form):
                 continue
             if kind in ("is", "contains"):
                 text = operand if isinstance(operand, str) else json.dumps(operand)
-                if parse_operand(text) != operand or type(parse_operand(text)) is not type(operand):
+                read = parse_operand(text)
+                if read != operand or type(read) is not type(operand):
                     text = json.dumps(operand)
                 initial[f"value_{name}"] = text
             else:
