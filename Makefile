@@ -29,6 +29,7 @@ bench: setup
 	@$(BIN)/python benchmarks/listeners.py
 	@$(BIN)/python benchmarks/delivery.py
 	@$(BIN)/python benchmarks/index.py
+	@$(BIN)/python benchmarks/saves.py
 	@$(BIN)/python benchmarks/pipeline.py
 
 clean:

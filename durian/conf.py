@@ -129,6 +129,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_poll_interval_ms: Annotated[int, msgspec.Meta(ge=10_000)] = 300_000
     """Kafka's max.poll.interval.ms for the delivery consumers."""
 
+    outbox: bool = True
+    """Events go through the site's database: each is written to the ``durian_outbox``
+    table in the transaction that fired it, and ``manage.py durian_relay`` publishes it
+    and deletes the row once Kafka has acknowledged it. Nothing is lost when the broker
+    is away or the web process dies. ``False`` publishes straight from the web process
+    after the commit: one hop less, but an event is lost if the process dies before the
+    broker acknowledges it or the broker stays away longer than the client's
+    ``message.timeout.ms`` (docs/delivery.md, "At the producer")."""
+
     inline: bool = False
     """Match and deliver inside the Django process after commit, without Kafka: the
     seed's ``async = False``, for development and a site's own tests."""

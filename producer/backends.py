@@ -5,9 +5,11 @@ Chosen once per hook, the way Django chooses a cache or a session backend:
 ``inline`` setting, and the rest of ``producer`` calls the backend it gets
 without asking again.
 
-* ``KafkaBackend`` (the default): an event is produced to the events topic
-  after the transaction commits; a listener is a record (a tombstone deletes
-  it) on the compacted listeners topic.
+* ``KafkaBackend`` (the default): an event is written to the outbox table in
+  the transaction that fired it and published by ``manage.py durian_relay``
+  (``producer.outbox``), or, with ``outbox`` off, produced to the events topic
+  from this process after the commit; a listener is a record (a tombstone
+  deletes it) on the compacted listeners topic.
 * ``InlineBackend`` (the seed's ``async = False``, for development and a site's
   own tests): listeners live in this process, and after the commit each event
   is matched and POSTed right here, through the same request builder,
@@ -16,22 +18,21 @@ without asking again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from datetime import UTC, datetime
 from typing import Protocol
 
 from django.db import transaction
 
 from durian import conf
-from durian.exceptions import EventTooLarge
+from durian.exceptions import EventTooLarge, PublishError
 from durian.listener_store import ListenerStore
-from durian.records import Event, HookSpec, ListenerSpec, encode, event_key
+from durian.records import Event, ListenerSpec, encode, event_key
 from durian.topics import TopicNames
-from producer import inline
+from producer import inline, outbox
 from producer.conf import get_settings
-from producer.publish import publisher
-from producer.registry import hooks
+from producer.publish import announce_hooks, publisher
 
 __all__ = [
     "Backend",
@@ -88,39 +89,35 @@ def encoded(event: Event, settings: conf.Settings) -> bytes:
     return value
 
 
-def announce_hooks(settings: conf.Settings) -> list[str]:
-    """Queue a record for each registered hook on the hooks topic (``durian.hook_store``);
-    the names announced."""
-    topic = TopicNames(settings.topic_prefix).hooks
-    now = datetime.now(UTC)
-    names = []
-    for hook in hooks:
-        spec = HookSpec(name=hook.name, fields=tuple(hook.fields()),
-                        description=hook.description, declared_at=now)  # fmt: skip
-        publisher().publish(topic, hook.name.encode(), encode(spec))
-        names.append(hook.name)
-    return names
-
-
 class KafkaBackend:
     def __init__(self) -> None:
         self._announced: conf.Settings | None = None
 
     def send(self, event: Event, *, using: str | None = None) -> None:
         settings = get_settings()
+        key = event_key(event.hook, event.object_id if event.object_id is not None else event.id)
+        value = encoded(event, settings)
+        if settings.outbox:  # the relay announces the hooks and publishes
+            outbox.write(key, value, using=using)
+            return
         if self._announced is not settings:  # once per process (and settings)
             self._announced = settings
             announce_hooks(settings)
         topic = TopicNames(settings.topic_prefix).events
-        key = event_key(event.hook, event.object_id if event.object_id is not None else event.id)
-        value = encoded(event, settings)
-        transaction.on_commit(lambda: publisher().publish(topic, key, value), using=using)
+        transaction.on_commit(lambda: _publish_now(topic, key, value), using=using, robust=True)
 
     def save_listener(self, listener: ListenerSpec) -> None:
         listener_store().put(listener)
 
     def delete_listener(self, listener_id: str) -> None:
         listener_store().delete(listener_id)
+
+
+def _publish_now(topic: str, key: bytes, value: bytes) -> None:
+    """The direct path, after the commit: a failure is logged and counted by the
+    publisher, never raised into the request or the transaction's other callbacks."""
+    with contextlib.suppress(PublishError):  # logged at ERROR by the publisher
+        publisher().publish(topic, key, value)
 
 
 class InlineBackend:

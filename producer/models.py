@@ -1,4 +1,5 @@
-"""The Django side's own tables: the delivery log, and the permissions of the web UI.
+"""The Django side's own tables: the event outbox, the delivery log, and the
+permissions of the web UI.
 
 Listeners are not here: they live on the compacted listeners topic (the one
 source of truth). ``Listener`` is an unmanaged model without a table that only
@@ -10,6 +11,9 @@ The delivery log is PostgreSQL (the site's database): it is read per listener,
 newest first, and pruned by age, which one index on (listener, time) serves;
 it needs no service the site does not run already. ``manage.py durian_log``
 fills it from the attempts topic and applies the retention.
+
+The outbox holds each event from the transaction that fired it until Kafka has
+acknowledged it (``producer.outbox``); it is empty when the relay keeps up.
 """
 
 from __future__ import annotations
@@ -24,6 +28,26 @@ class Listener(models.Model):
         managed = False
         default_permissions = ("view", "add", "change", "delete")
         permissions = [("replay_deadletter", "Can replay dead letters")]
+
+
+class OutboxEvent(models.Model):
+    """One event waiting for ``manage.py durian_relay`` to publish it."""
+
+    #: Which relay publishes it: rows of one key share a shard, and one relay at a time
+    #: publishes a shard, in ``id`` order (``producer.outbox.shard_of``).
+    shard = models.PositiveSmallIntegerField()
+    key = models.BinaryField()
+    value = models.BinaryField()
+    created_at = models.DateTimeField()
+    #: Why Kafka refused it for good (too large for the broker, say); such a row is
+    #: passed over until ``durian_relay --retry-refused`` clears it.
+    refused = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "durian_outbox"
+
+    def __str__(self) -> str:
+        return f"outbox event {self.pk} ({bytes(self.key).decode(errors='replace')})"
 
 
 class DeliveryAttempt(models.Model):

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -26,9 +27,12 @@ from django.dispatch import receiver
 from durian import conf
 from durian.exceptions import PublishError
 from durian.kafka import confluent_config, error_text, produce
+from durian.records import HookSpec, encode
+from durian.topics import TopicNames
 from producer.conf import get_settings
+from producer.registry import hooks
 
-__all__ = ["Publisher", "flush", "publisher", "reset"]
+__all__ = ["Publisher", "announce_hooks", "flush", "publisher", "reset"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +132,20 @@ def reset() -> None:
             old.flush(5.0)
         except PublishError:
             logger.exception("records were lost while the durian settings changed")
+
+
+def announce_hooks(settings: conf.Settings) -> list[str]:
+    """Queue a record for each registered hook on the hooks topic (``durian.hook_store``);
+    the names announced."""
+    topic = TopicNames(settings.topic_prefix).hooks
+    now = datetime.now(UTC)
+    names = []
+    for hook in hooks:
+        spec = HookSpec(name=hook.name, fields=tuple(hook.fields()),
+                        description=hook.description, declared_at=now)  # fmt: skip
+        publisher().publish(topic, hook.name.encode(), encode(spec))
+        names.append(hook.name)
+    return names
 
 
 @receiver(setting_changed)

@@ -4,7 +4,7 @@
 
 Starts the embedded broker (tansu, memory storage) and Redis, creates the
 topics, then the Faust stream worker, a delivery worker, a demo receiver that
-verifies signatures, and the demo Django site (a Person model with the seed's
+verifies signatures, the outbox relay, and the demo Django site (a Person model with the seed's
 PersonHook) with durian's web interface and delivery log. It registers a listener
 for the receiver and saves one Person, so a verified delivery shows within the
 first minute, and prints the web interface's address with a generated admin
@@ -98,6 +98,11 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         children.append(spawn([*manage, "durian_log"], env=env, log=logs / "delivery-log.log"))
+        children.append(
+            spawn(
+                [*manage, "durian_relay", "--poll-interval", "0.2"], env=env, log=logs / "relay.log"
+            )
+        )
         children.append(spawn([*manage, "runserver", f"127.0.0.1:{SITE_PORT}", "--noreload"],
                               env=env, log=logs / "site.log"))  # fmt: skip
         say(f"workers started; their logs are in {logs}")

@@ -21,6 +21,7 @@ from django.test import override_settings
 from durian import conf
 from durian.topic_admin import TopicAdmin
 from producer import publish
+from tests.producer.conftest import database_url
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -90,7 +91,10 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(
-    kafka_bootstrap: str, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str,
+    redis_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    django_db_setup: None,
 ) -> Iterator[Pipeline]:
     pipe = Pipeline.create(
         kafka_bootstrap,
@@ -102,6 +106,7 @@ def pipeline(
     )
     pipe.start("stream", ["durian-stream"])  # default log level; restarts use -v
     pipe.start("deliver-1", ["durian-deliver", "-v"])
+    start_relay(pipe)
     overrides = {key.removeprefix("DURIAN_"): value for key, value in pipe.env.items()}
     with override_settings(DURIAN=overrides):
         try:
@@ -109,6 +114,12 @@ def pipeline(
         finally:
             publish.flush()
             pipe.stop_all()
+
+
+def start_relay(pipe: Pipeline, name: str = "relay") -> subprocess.Popen[bytes]:
+    """``manage.py durian_relay`` for the test site's database: the site's outbox to Kafka."""
+    command = ["python", "-m", "django", "durian_relay", "--settings=tests.django_settings"]
+    return pipe.start(name, command, env={"DURIAN_TEST_DATABASE_URL": database_url()})
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from django.test import override_settings
 from durian import conf
 from durian.topic_admin import TopicAdmin
 from producer import publish
+from producer.outbox import Relay
 
 
 @pytest.fixture
@@ -25,3 +26,17 @@ def durian_site(kafka_bootstrap: str, topic_prefix: str) -> Iterator[conf.Settin
     with override_settings(DURIAN=overrides):
         yield settings
         publish.flush()
+
+
+def relay_outbox(settings: conf.Settings) -> int:
+    """Publish what waits in the outbox, as ``manage.py durian_relay --drain`` does."""
+    return Relay(settings, poll_interval=0.05).run(drain=True)
+
+
+def database_url() -> str:
+    """The URL of the test database, for processes started by a test."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

@@ -17,13 +17,14 @@ from producer import publish
 from producer.hooks import Hook, ModelHook
 from producer.registry import HookRegistry, hooks
 from tests.conftest import read_topic
+from tests.producer.conftest import relay_outbox
 from tests.testapp.models import Person
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def events(settings: conf.Settings) -> list[Event]:
-    publish.flush()
+    relay_outbox(settings)
     records = read_topic(settings, TopicNames(settings.topic_prefix).events)
     return [decode(value, Event) for _, value in records if value is not None]
 
@@ -59,7 +60,7 @@ def test_events_are_keyed_per_object_so_changes_stay_in_order(durian_site: conf.
     for n in range(5):
         joe.address = f"street {n}"
         joe.save()
-    publish.flush()
+    relay_outbox(durian_site)
     records = read_topic(durian_site, TopicNames(durian_site.topic_prefix).events)
     mine = [decode(v, Event) for k, v in records if k == f"person:{joe.pk}".encode() and v]
     assert [e.data["address"] for e in mine] == ["", *[f"street {n}" for n in range(5)]]
@@ -77,7 +78,6 @@ def test_a_rolled_back_transaction_sends_nothing(durian_site: conf.Settings) -> 
 def test_events_wait_for_the_outermost_commit(durian_site: conf.Settings) -> None:
     with transaction.atomic():
         Person.objects.create(name="Inner")
-        publish.flush()
         assert events(durian_site) == []
     assert [e.data["name"] for e in events(durian_site)] == ["Inner"]
 
@@ -177,7 +177,7 @@ def test_an_event_over_the_limit_is_refused_before_the_commit_and_reported_once(
     assert "could not publish" not in caplog.text
 
 
-def test_a_site_declares_its_hooks_with_its_first_event_and_on_request(
+def test_a_site_declares_its_hooks_when_its_relay_starts_and_on_request(
     durian_site: conf.Settings,
 ) -> None:
     from io import StringIO
@@ -187,8 +187,7 @@ def test_a_site_declares_its_hooks_with_its_first_event_and_on_request(
     from durian.hook_store import read_hooks
 
     assert read_hooks(durian_site) == {}
-    Person.objects.create(name="Joe")
-    publish.flush()
+    relay_outbox(durian_site)
     declared = read_hooks(durian_site)
     assert "person" in declared and "name" in declared["person"].fields
     out = StringIO()

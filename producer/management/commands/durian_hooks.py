@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from producer import publish
-from producer.backends import announce_hooks
 from producer.conf import get_settings
+from producer.publish import announce_hooks
 
 
 class Command(BaseCommand):
