@@ -36,6 +36,7 @@ from durian import conf
 from durian.embedded import EmbeddedStack, free_port
 from durian.http.dispatch import Dispatcher
 from durian.kafka import confluent_config, produce
+from durian.listener_store import ListenerStore
 from durian.records import DeliveryJob, Event, ListenerSpec, encode, job_id, job_key, new_id
 from durian.signing import generate_secret
 from durian.topic_admin import TopicAdmin
@@ -92,11 +93,12 @@ async def baseline(port: int, n: int, concurrency: int = 64) -> list[float]:
     transport, the capped read), with no Kafka and no Redis."""
     settings = conf.load(environ={}, overrides={"ALLOW_PRIVATE_ADDRESSES": True})
     dispatcher = Dispatcher(settings)
-    todo = iter(jobs(f"http://127.0.0.1:{port}/ok/base", n))
+    target = listener(f"http://127.0.0.1:{port}/ok/base")
+    todo = iter(jobs(target, n))
 
     async def worker() -> None:
         for job in todo:
-            result = await dispatcher.attempt(job)
+            result = await dispatcher.attempt(job, target)
             assert result.ok, result.error
 
     try:
@@ -106,20 +108,38 @@ async def baseline(port: int, n: int, concurrency: int = 64) -> list[float]:
     return collect(port, n)
 
 
-def jobs(url: str, count: int) -> list[DeliveryJob]:
-    target = ListenerSpec(id=new_id("lst"), hook="person", url=url, secret=generate_secret())
+def listener(url: str) -> ListenerSpec:
+    return ListenerSpec(id=new_id("lst"), hook="person", url=url, secret=generate_secret())
+
+
+def jobs(target: ListenerSpec, count: int) -> list[DeliveryJob]:
     out = []
     for n in range(count):
         event = Event(id=new_id("evt"), hook="person", occurred_at=datetime.now(UTC), data={"n": n})
-        out.append(DeliveryJob(id=job_id(event.id, target.id), event=event, listener=target))
+        out.append(
+            DeliveryJob(
+                id=job_id(event.id, target.id),
+                event=event,
+                listener_id=target.id,
+                listener_version=target.version,
+            )
+        )
     return out
+
+
+def registered(settings: conf.Settings, urls: list[str]) -> list[ListenerSpec]:
+    """Listeners for ``urls``, written to the listeners topic (jobs only name them)."""
+    targets = [listener(url) for url in urls]
+    with ListenerStore(settings) as store:
+        store.put(*targets)
+    return targets
 
 
 def write_jobs(settings: conf.Settings, batch: list[DeliveryJob]) -> None:
     producer = Producer(confluent_config(settings, "writer"))
     topic = f"{settings.topic_prefix}.deliveries"
     for job in batch:
-        produce(producer, topic, encode(job), key=job_key(job.listener.id, job.event))
+        produce(producer, topic, encode(job), key=job_key(job.listener_id, job.event))
     producer.flush(60)
 
 
@@ -152,16 +172,21 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        write_jobs(settings, jobs(f"http://127.0.0.1:{port}/ok/warm", 10))
+        url = f"http://127.0.0.1:{port}"
+        (warm,) = registered(settings, [f"{url}/ok/warm"])
+        write_jobs(settings, jobs(warm, 10))
         collect(port, 10, timeout=60)
         per = n // 10
-        healthy = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/ok/{e}", per)]
+        healthy = [j for t in registered(settings, [f"{url}/ok/{e}" for e in range(10)])
+                   for j in jobs(t, per)]  # fmt: skip
         write_jobs(settings, healthy)
         alone = steady_rate(collect(port, len(healthy)))
         print(f"durian-deliver, 10 healthy endpoints:   {alone:8.0f} deliveries/s "
               f"({alone / rate:.0%} of the HTTP path alone)")  # fmt: skip
-        healthy = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/ok/h{e}", per)]
-        broken = [j for e in range(10) for j in jobs(f"http://127.0.0.1:{port}/stuck/{e}", per)]
+        healthy = [j for t in registered(settings, [f"{url}/ok/h{e}" for e in range(10)])
+                   for j in jobs(t, per)]  # fmt: skip
+        broken = [j for t in registered(settings, [f"{url}/stuck/{e}" for e in range(10)])
+                  for j in jobs(t, per)]  # fmt: skip
         write_jobs(settings, [job for pair in zip(broken, healthy, strict=True) for job in pair])
         mixed = steady_rate(collect(port, len(healthy)))
         print(f"  ... with 10 more endpoints that never answer: {mixed:8.0f} deliveries/s "

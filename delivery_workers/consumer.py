@@ -39,6 +39,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from delivery_workers.endpoints import Endpoints
 from delivery_workers.health import EndpointHealth
 from delivery_workers.jobs import JobRunner
+from delivery_workers.listeners import ListenerView
 from delivery_workers.offsets import TP, OffsetTracker
 from delivery_workers.tiers import RetryTiers
 from delivery_workers.writer import Writer
@@ -76,6 +77,7 @@ class DeliveryWorker:
         each = settings.endpoint_concurrency
         self.endpoints = Endpoints(each, pending=each * 16)
         self.writer = Writer(settings)
+        self.listeners = ListenerView(settings)
         self.jobs = JobRunner(
             settings,
             concurrency=concurrency,
@@ -84,6 +86,7 @@ class DeliveryWorker:
             writer=self.writer,
             tiers=self.tiers,
             endpoints=self.endpoints,
+            listeners=self.listeners,
             clock=clock,
         )
         self.stats = self.jobs.stats
@@ -100,6 +103,8 @@ class DeliveryWorker:
     # -- running --------------------------------------------------------------
 
     async def run(self) -> None:
+        count = await asyncio.to_thread(self.listeners.load)
+        logger.info("read %d listener(s) from %s", count, self.listeners.topic)
         self._consumer.subscribe(
             [self.names.deliveries, *self.tiers.topics],
             on_assign=self._on_assign,
@@ -110,6 +115,7 @@ class DeliveryWorker:
         try:
             while not self.stopping.is_set():
                 self._resume(self.tiers.due(self.clock()))
+                self.listeners.poll()
                 room = self.max_pending - len(self._tasks)
                 if room < self.max_pending // 8:  # enough in hand: wait for room to read a batch
                     # (asyncio.wait over thousands of tasks costs O(tasks) per wake-up:

@@ -28,17 +28,12 @@ from delivery_workers.health import Admission, Settlement
 from durian import conf
 from durian.backoff import next_delay, retry_after_delay
 from durian.http.dispatch import AttemptResult
-from durian.records import Attempt, DeliveryJob, ListenerSpec
+from durian.records import Attempt, DeliveryJob
 
-__all__ = ["Afterwards", "Step", "after_attempt", "listener_version", "on_admission", "when_due"]
+__all__ = ["Afterwards", "Step", "after_attempt", "on_admission", "when_due"]
 
 #: What a disabled listener's job says on the dead letters.
 DISABLED_ERROR = "the listener was disabled; replay the dead letter once it is enabled"
-
-
-def listener_version(listener: ListenerSpec) -> float:
-    """The version of a listener snapshot: when it was last changed (Unix time)."""
-    return listener.updated_at.timestamp() if listener.updated_at else 0.0
 
 
 @dataclass(frozen=True)
@@ -145,7 +140,7 @@ def after_attempt(
     outcome = {"done": "delivered", "retry": "retrying", "dead": "dead"}[following]
     attempt = Attempt(
         job_id=job.id,
-        listener_id=job.listener.id,
+        listener_id=job.listener_id,
         event_id=job.event.id,
         hook=job.event.hook,
         attempt=job.attempt,

@@ -53,7 +53,7 @@ class Writer:
     def send_job(self, topic: str, job: DeliveryJob, **changes: Any) -> asyncio.Future[None]:
         """Write a job (a copy with ``changes``), keyed by its listener and object."""
         record = msgspec.structs.replace(job, **changes) if changes else job
-        return self.send(topic, job_key(job.listener.id, job.event), encode(record))
+        return self.send(topic, job_key(job.listener_id, job.event), encode(record))
 
     def forward(
         self, topic: str, message: Message, landed: Callable[[KafkaError | None], None]

@@ -141,7 +141,7 @@ def judge(
             if is_deliveries and since <= record.timestamp <= until:
                 judged.add(job.id)
             if job.id not in job_seen or due >= job_seen[job.id][0]:
-                job_seen[job.id] = (due, record.location, job.listener.id)
+                job_seen[job.id] = (due, record.location, job.listener_id)
 
     finished: dict[str, Outcome] = {}
     for record in attempts:

@@ -570,7 +570,7 @@ def _select(
         job = letter.job
         if job is None:
             continue
-        if listener_ids and job.listener.id not in listener_ids:
+        if listener_ids and job.listener_id not in listener_ids:
             continue
         if job_ids and job.id not in job_ids:
             continue
@@ -621,8 +621,7 @@ def dlq_list(
                     {
                         "dead_at": datetime.fromtimestamp(letter.timestamp, UTC).isoformat(),
                         "job_id": letter.job.id,
-                        "listener_id": letter.job.listener.id,
-                        "url": letter.job.listener.url,
+                        "listener_id": letter.job.listener_id,
                         "hook": letter.job.event.hook,
                         "event_id": letter.job.event.id,
                         "attempts": letter.job.attempt,
@@ -638,7 +637,7 @@ def dlq_list(
         assert job is not None
         when = datetime.fromtimestamp(letter.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(
-            f"{when:20} {job.id:36} {job.listener.id:34} {job.event.hook:16} "
+            f"{when:20} {job.id:36} {job.listener_id:34} {job.event.hook:16} "
             f"{job.attempt:3}  {job.last_error or '-'}"
         )
     out.write("\n".join(lines) + "\n")

@@ -112,14 +112,15 @@ class DeadLetters:
             job = letter.job
             if job is None:
                 continue
-            listener = listeners.get(job.listener.id)
+            listener = listeners.get(job.listener_id)
             if listener is None or not listener.active:
                 reason = "listener deleted" if listener is None else "listener disabled"
                 report.skipped.setdefault(reason, []).append(job.id)
                 continue
             again = msgspec.structs.replace(
-                job, listener=listener, attempt=1, not_before=None, last_error=None, throttled=False
-            )
+                job, listener_version=listener.version, attempt=1, not_before=None,
+                last_error=None, throttled=False,
+            )  # fmt: skip
             produce(
                 producer,
                 self.names.deliveries,

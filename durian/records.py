@@ -221,6 +221,11 @@ class ListenerSpec(Record, tag="durian.listener.v1", frozen=True):
         if self.options.timeout is not None and self.options.timeout <= 0:
             raise InvalidListener("options.timeout must be a positive number of seconds")
 
+    @property
+    def version(self) -> float:
+        """When it was last changed (Unix time; 0 when never stamped)."""
+        return self.updated_at.timestamp() if self.updated_at else 0.0
+
     def signing_secrets(self, now: datetime | None = None) -> list[str]:
         """The secrets that sign a request now: the current one and those in their grace."""
         moment = now or datetime.now(UTC)
@@ -233,12 +238,19 @@ class ListenerSpec(Record, tag="durian.listener.v1", frozen=True):
         )
 
 
-class DeliveryJob(Record, tag="durian.delivery.v1", frozen=True):
-    """One event to deliver to one listener; the same ``id`` on every attempt."""
+class DeliveryJob(Record, tag="durian.delivery.v2", frozen=True):
+    """One event to deliver to one listener; the same ``id`` on every attempt.
+
+    The job names its listener and carries none of it (no URL, no secret, no header):
+    a worker delivers with the listener as it is when the attempt is made, from its
+    own copy of the listeners topic."""
 
     id: str
     event: Event
-    listener: ListenerSpec
+    listener_id: str
+    listener_version: float = 0.0
+    """The ``version`` of the listener that matched the event: a worker whose copy of
+    the table is older reads on until it has it (or learns the listener is gone)."""
     attempt: int = 1
     not_before: float | None = None
     """Unix time before which this job must not be attempted (retry tiers)."""

@@ -82,24 +82,28 @@ def deliver(event: Event, settings: conf.Settings) -> list[InlineAttempt]:
         )
     if not matching:
         return []
-    jobs = [DeliveryJob(id=job_id(event.id, lst.id), event=event, listener=lst) for lst in matching]
+    jobs = [
+        (DeliveryJob(id=job_id(event.id, lst.id), event=event, listener_id=lst.id), lst)
+        for lst in matching
+    ]
     results = _run(_attempt_each(jobs, settings))
     done = []
-    for job, result in zip(jobs, results, strict=True):
+    for (job, listener), result in zip(jobs, results, strict=True):
         error = None if result.ok else result.error or "failed"
         if error:
-            logger.error("inline delivery of %s to %s failed: %s", job.id, job.listener.id, error)
-        done.append(InlineAttempt(job.id, job.listener.id, job.listener.url, result.status_code,
-                                  error))  # fmt: skip
+            logger.error("inline delivery of %s to %s failed: %s", job.id, listener.id, error)
+        done.append(InlineAttempt(job.id, listener.id, listener.url, result.status_code, error))
     with _lock:
         attempts.extend(done)
     return done
 
 
-async def _attempt_each(jobs: list[DeliveryJob], settings: conf.Settings) -> list[AttemptResult]:
+async def _attempt_each(
+    jobs: list[tuple[DeliveryJob, ListenerSpec]], settings: conf.Settings
+) -> list[AttemptResult]:
     dispatcher = Dispatcher(settings)
     try:
-        return [await dispatcher.attempt(job) for job in jobs]
+        return [await dispatcher.attempt(job, listener) for job, listener in jobs]
     finally:
         await dispatcher.aclose()
 

@@ -294,7 +294,7 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     letters = [
         x
         for x in store.read()
-        if x.job is not None and (not listener_id or x.job.listener.id == listener_id)
+        if x.job is not None and (not listener_id or x.job.listener_id == listener_id)
     ]
     letters.sort(key=lambda x: x.timestamp, reverse=True)
     rows = [

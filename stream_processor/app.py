@@ -155,7 +155,12 @@ def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.
                 )
                 continue
             for listener in table.index.match(event):
-                job = DeliveryJob(id=job_id(event.id, listener.id), event=event, listener=listener)
+                job = DeliveryJob(
+                    id=job_id(event.id, listener.id),
+                    event=event,
+                    listener_id=listener.id,
+                    listener_version=listener.version,
+                )
                 sent = await app.producer.send(
                     names.deliveries, job_key(listener.id, event), encode(job), None, None, None
                 )

@@ -37,7 +37,7 @@ from durian.exceptions import (
     TransientDeliveryError,
 )
 from durian.http.transport import AddressRefused, check_literal, guarded_transport
-from durian.records import DeliveryJob
+from durian.records import DeliveryJob, ListenerSpec
 from durian.signing import signature_headers
 
 __all__ = ["AttemptResult", "Dispatcher", "map_http_errors", "webhook_body", "webhook_request"]
@@ -54,14 +54,14 @@ def webhook_body(job: DeliveryJob) -> bytes:
     )
 
 
-def webhook_request(job: DeliveryJob) -> tuple[bytes, dict[str, str]]:
+def webhook_request(job: DeliveryJob, listener: ListenerSpec) -> tuple[bytes, dict[str, str]]:
     """The body and headers of an attempt: the listener's own headers, then the content
     type and the signature headers (which a listener's headers cannot replace)."""
     body = webhook_body(job)
     headers = {
-        **job.listener.options.headers,
+        **listener.options.headers,
         "content-type": "application/json",
-        **signature_headers(job.id, body, job.listener.signing_secrets()),
+        **signature_headers(job.id, body, listener.signing_secrets()),
     }
     return body, headers
 
@@ -130,10 +130,11 @@ class Dispatcher:
             read=settings.read_timeout,
         ).as_dict()
 
-    async def attempt(self, job: DeliveryJob) -> AttemptResult:
+    async def attempt(self, job: DeliveryJob, listener: ListenerSpec) -> AttemptResult:
+        """POST ``job`` to ``listener`` (as it is now: its URL, headers, secrets)."""
         started = time.perf_counter()
         try:
-            return await self._attempt(job, started)
+            return await self._attempt(job, listener, started)
         except DeliveryError as exc:
             return AttemptResult(
                 ok=False,
@@ -144,9 +145,10 @@ class Dispatcher:
                 contacted=not isinstance(exc, DeliveryRefused),
             )
 
-    async def _attempt(self, job: DeliveryJob, started: float) -> AttemptResult:
-        listener = job.listener
-        body, headers = webhook_request(job)
+    async def _attempt(
+        self, job: DeliveryJob, listener: ListenerSpec, started: float
+    ) -> AttemptResult:
+        body, headers = webhook_request(job, listener)
         total = listener.options.timeout or self.settings.delivery_timeout
         with map_http_errors():
             url = httpx.URL(listener.url)

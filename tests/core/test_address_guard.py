@@ -90,12 +90,17 @@ def deliver(url: str) -> tuple[bool, str | None]:
     """(contacted, error) of one attempt with the guard on."""
     listener = unvalidated_listener(url)
     event = Event(id="evt_guard", hook="person", occurred_at=datetime.now(UTC), data={})
-    job = DeliveryJob(id=job_id(event.id, listener.id), event=event, listener=listener)
+    job = DeliveryJob(
+        id=job_id(event.id, listener.id),
+        event=event,
+        listener_id=listener.id,
+        listener_version=listener.version,
+    )
 
     async def go() -> tuple[bool, str | None]:
         dispatcher = Dispatcher(conf.load(environ={}, overrides={"DELIVERY_TIMEOUT": 2}))
         try:
-            result = await dispatcher.attempt(job)
+            result = await dispatcher.attempt(job, listener)
         finally:
             await dispatcher.aclose()
         return result.contacted, result.error

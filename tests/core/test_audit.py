@@ -50,13 +50,18 @@ def event(n: int, name: str) -> Event:
 
 
 def job(e: Event, listener: ListenerSpec, **changes: object) -> DeliveryJob:
-    made = DeliveryJob(id=job_id(e.id, listener.id), event=e, listener=listener)
+    made = DeliveryJob(
+        id=job_id(e.id, listener.id),
+        event=e,
+        listener_id=listener.id,
+        listener_version=listener.version,
+    )
     return msgspec.structs.replace(made, **changes) if changes else made
 
 
 def attempt(j: DeliveryJob, outcome: str) -> Attempt:
     return Attempt(
-        job_id=j.id, listener_id=j.listener.id, event_id=j.event.id, hook="person",
+        job_id=j.id, listener_id=j.listener_id, event_id=j.event.id, hook="person",
         attempt=j.attempt, at=datetime.now(UTC), outcome=outcome,  # type: ignore[arg-type]
     )  # fmt: skip
 

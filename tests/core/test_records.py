@@ -41,7 +41,7 @@ def event() -> Event:
 
 
 def test_every_record_round_trips_with_its_versioned_tag() -> None:
-    job = DeliveryJob(id=job_id("evt_1", "lst_1"), event=event(), listener=listener())
+    job = DeliveryJob(id=job_id("evt_1", "lst_1"), event=event(), listener_id="lst_1")
     attempt = Attempt(
         job_id=job.id, listener_id="lst_1", event_id="evt_1", hook="person", attempt=1,
         at=NOW, outcome="delivered", status_code=200, latency_ms=3.2,
@@ -49,7 +49,7 @@ def test_every_record_round_trips_with_its_versioned_tag() -> None:
     for record, tag in [
         (event(), "durian.event.v1"),
         (listener(), "durian.listener.v1"),
-        (job, "durian.delivery.v1"),
+        (job, "durian.delivery.v2"),
         (attempt, "durian.attempt.v1"),
     ]:
         data = encode(record)

@@ -35,7 +35,12 @@ def settings(**overrides: object) -> conf.Settings:
 def job(**changes: object) -> DeliveryJob:
     listener = ListenerSpec(id="lst_1", hook="person", url="https://example.com/", secret=SECRET)
     event = Event(id="evt_1", hook="person", occurred_at=datetime.now(UTC), data={"n": 1})
-    the_job = DeliveryJob(id=job_id(event.id, listener.id), event=event, listener=listener)
+    the_job = DeliveryJob(
+        id=job_id(event.id, listener.id),
+        event=event,
+        listener_id=listener.id,
+        listener_version=listener.version,
+    )
     return msgspec.structs.replace(the_job, **changes) if changes else the_job
 
 

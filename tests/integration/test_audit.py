@@ -42,10 +42,10 @@ class Writer:
 
     def delivered(self, job: DeliveryJob, ago: float) -> None:
         attempt = Attempt(
-            job_id=job.id, listener_id=job.listener.id, event_id=job.event.id, hook="person",
+            job_id=job.id, listener_id=job.listener_id, event_id=job.event.id, hook="person",
             attempt=1, at=datetime.now(UTC), outcome="delivered", status_code=204,
         )  # fmt: skip
-        self.write(self.names.attempts, listener_key(job.listener.id), attempt, ago)
+        self.write(self.names.attempts, listener_key(job.listener_id), attempt, ago)
 
 
 def test_audit_names_an_event_without_its_job_and_a_job_without_an_outcome(
@@ -60,7 +60,15 @@ def test_audit_names_an_event_without_its_job_and_a_job_without_an_outcome(
         Event(id=f"evt_audit{n}", hook="person", occurred_at=datetime.now(UTC), data={"n": n})
         for n in range(3)
     ]
-    jobs = [DeliveryJob(id=job_id(e.id, listener.id), event=e, listener=listener) for e in events]
+    jobs = [
+        DeliveryJob(
+            id=job_id(e.id, listener.id),
+            event=e,
+            listener_id=listener.id,
+            listener_version=listener.version,
+        )
+        for e in events
+    ]
     for event in events:
         w.write(w.names.events, event_key("person", event.id), event, ago=60)
     # Event 0 went all the way; event 1's job was never written; event 2's job never tried.
@@ -100,7 +108,12 @@ def test_a_job_written_again_after_its_delivery_counts_as_delivered(
         id="evt_again", hook="person", occurred_at=datetime.fromtimestamp(time.time() - 120, UTC),
         data={},
     )  # fmt: skip
-    job = DeliveryJob(id=job_id(event.id, listener.id), event=event, listener=listener)
+    job = DeliveryJob(
+        id=job_id(event.id, listener.id),
+        event=event,
+        listener_id=listener.id,
+        listener_version=listener.version,
+    )
     w.write(w.names.events, event_key("person", event.id), event, ago=120)
     w.write(w.names.deliveries, listener_key(listener.id), job, ago=119)
     w.delivered(job, ago=118)

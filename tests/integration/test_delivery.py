@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
+import standardwebhooks
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from delivery_workers.decide import DISABLED_ERROR
 from durian import conf
 from durian.kafka import confluent_config
 from durian.listener_store import ListenerStore
@@ -45,6 +48,7 @@ from tests.receiver import Answer, Received, Receiver
 pytestmark = pytest.mark.integration
 
 JOIN = 60.0  # the first delivery waits for the worker to join its group
+LATER = 20.0  # what follows once the worker runs
 
 
 @pytest.fixture
@@ -73,30 +77,48 @@ def workers(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Pi
         pipe.stop_all()
 
 
+#: Every listener a test made, by id: ``produce`` writes a job's listener to the
+#: listeners topic before the job, unless it is there (jobs only name their listener).
+MADE: dict[str, ListenerSpec] = {}
+
+
 def listener(url: str, **options: object) -> ListenerSpec:
     now = datetime.now(UTC)
-    return ListenerSpec(
+    made = ListenerSpec(
         id=new_id("lst"), hook="person", url=url, secret=generate_secret(),
         options=ListenerOptions(**options), created_at=now, updated_at=now,  # type: ignore[arg-type]
     )  # fmt: skip
+    MADE[made.id] = made
+    return made
 
 
 def jobs_for(target: ListenerSpec, count: int) -> list[DeliveryJob]:
     out = []
     for n in range(count):
         event = Event(id=new_id("evt"), hook="person", occurred_at=datetime.now(UTC), data={"n": n})
-        out.append(DeliveryJob(id=job_id(event.id, target.id), event=event, listener=target))
+        out.append(
+            DeliveryJob(
+                id=job_id(event.id, target.id),
+                event=event,
+                listener_id=target.id,
+                listener_version=target.version,
+            )
+        )
     return out
 
 
 def produce(settings: conf.Settings, jobs: list[DeliveryJob], topic: str | None = None) -> None:
+    new = {job.listener_id for job in jobs if job.listener_id in MADE}
+    if new:
+        with ListenerStore(settings) as store:
+            store.put(*(MADE.pop(listener_id) for listener_id in sorted(new)))
     producer = Producer(confluent_config(settings, "writer"))
     for job in jobs:
         while True:
             try:
                 producer.produce(
                     topic or TopicNames(settings.topic_prefix).deliveries,
-                    key=listener_key(job.listener.id),
+                    key=listener_key(job.listener_id),
                     value=encode(job),
                 )
                 break
@@ -470,3 +492,85 @@ def test_a_record_too_large_to_park_whole_is_parked_cut_and_its_partition_moves_
 
     # Both records are finished: the group's offset moves past them.
     wait_for(lambda: committed() == 2, JOIN, what="the offset committed past both records")
+
+
+# -- the listener as it is now ---------------------------------------------------
+
+
+def test_a_waiting_retry_goes_to_the_listener_as_it_is_now_and_no_job_carries_a_secret(
+    workers: Pipeline, receiver: Receiver
+) -> None:
+    receiver.answer = lambda hit: Answer(500 if hit.path.startswith("/old") else 200)
+    target = listener(receiver.url("/old"))
+    (job,) = jobs_for(target, 1)
+    deliver(workers)
+    produce(workers.settings, [job])
+    wait_for(lambda: receiver.under("/old"), JOIN, what="the first attempt")
+    # While the job waits on its retry tier: a new URL, a new secret, a new header.
+    moved = rotated(target, url=receiver.url("/new"), headers={"x-version": "2"})
+    with ListenerStore(workers.settings) as store:
+        store.put(moved)
+    (hit,) = wait_for(lambda: receiver.to("/new"), LATER, what="the retry at the new URL")
+    assert len(receiver.under("/old")) == 1
+    assert hit.webhook_id == job.id and hit.headers["x-version"] == "2"
+    standardwebhooks.Webhook(moved.secret).verify(hit.body, hit.headers)  # the new secret
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(target.secret).verify(hit.body, hit.headers)
+
+    names = TopicNames(workers.settings.topic_prefix)
+    tiers = [names.deliveries_retry(d) for d in set(workers.settings.retry_schedule)]
+    for topic in (names.deliveries, *tiers, names.attempts, names.dead, names.parked):
+        for _, value in read_topic(workers.settings, topic):
+            for secret in (target.secret, moved.secret):
+                assert secret.encode() not in (value or b""), topic
+
+
+@pytest.mark.parametrize("change", ["deleted", "disabled", "no longer matching"])
+def test_a_waiting_job_whose_listener_is_gone_is_not_sent_and_says_why(
+    workers: Pipeline, receiver: Receiver, change: str
+) -> None:
+    receiver.answer = lambda hit: Answer(500)
+    target = listener(receiver.url("/changing"))
+    (job,) = jobs_for(target, 1)
+    deliver(workers)
+    produce(workers.settings, [job])
+    wait_for(lambda: receiver.under("/changing"), JOIN, what="the first attempt")
+    with ListenerStore(workers.settings) as store:
+        if change == "deleted":
+            store.delete(target.id)
+        elif change == "disabled":
+            store.put(rotated(target, active=False))
+        else:
+            store.put(rotated(target, match={"n": 99}))
+    names = TopicNames(workers.settings.topic_prefix)
+    if change == "disabled":  # a dead letter, to replay once it is enabled again
+        dead = wait_for(lambda: read_topic(workers.settings, names.dead), LATER, what="a letter")
+        assert decode(dead[0][1] or b"", DeliveryJob).last_error == DISABLED_ERROR
+    else:
+
+        def two() -> list[Attempt]:
+            found = attempts(workers.settings, job)
+            return found if len(found) >= 2 else []
+
+        (first, second) = wait_for(two, LATER, what="the drop")
+        assert (first.outcome, second.outcome) == ("retrying", "dropped")
+        assert (
+            second.error
+            == {
+                "deleted": "the listener was deleted",
+                "no longer matching": "the listener's conditions changed and no longer match",
+            }[change]
+        )
+    time.sleep(1.5)  # past the retry's due time: nothing more is sent
+    assert len(receiver.under("/changing")) == 1
+
+
+def rotated(target: ListenerSpec, **changes: object) -> ListenerSpec:
+    """``target`` changed as the CLI or the web UI changes it: a new version, a new secret
+    (and ``changes``; ``headers`` go into its options)."""
+    headers = changes.pop("headers", None)
+    options = ListenerOptions(headers=headers) if headers else target.options  # type: ignore[arg-type]
+    return msgspec.structs.replace(
+        target, secret=generate_secret(), options=options,
+        updated_at=datetime.now(UTC), **changes,  # type: ignore[arg-type]
+    )  # fmt: skip
