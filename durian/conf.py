@@ -88,9 +88,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     max_event_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 900_000
     """Largest event a site may send, encoded. A bigger one is refused by ``Hook.send``
-    (``EventTooLarge``) before the transaction commits. Each job carries its event and
-    listener, and Kafka refuses records over ``message.max.bytes`` (1 MB by default):
-    raise both together."""
+    (``EventTooLarge``) before the transaction commits. Each job carries its event, and
+    Kafka refuses records over ``message.max.bytes`` (1 MB by default): raise both
+    together."""
 
     max_retry_after: _Seconds = 3600.0
     """Longest ``Retry-After`` honoured (429, 502, 503, 504); longer asks are cut to it."""
