@@ -470,6 +470,8 @@ def test_a_record_too_large_to_park_whole_is_parked_cut_and_its_partition_moves_
     names = TopicNames(workers.settings.topic_prefix)
     target = listener(receiver.url("/behind"))
     (job,) = jobs_for(target, 1)
+    with ListenerStore(workers.settings) as store:
+        store.put(MADE.pop(target.id))
     producer = Producer(confluent_config(workers.settings, "writer"))
     producer.produce(names.deliveries, key=b"lst_big", value=b"x" * 400_000, partition=0)
     producer.produce(names.deliveries, key=b"lst_job", value=encode(job), partition=0)
