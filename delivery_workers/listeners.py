@@ -80,6 +80,9 @@ class ListenerView:
         if listener is not None and listener.version >= version:
             return listener
         async with self._busy:
+            listener = self.get(listener_id)  # another job's catch-up may have brought it
+            if listener is not None and listener.version >= version:
+                return listener
             await asyncio.to_thread(self._catch_up)
         return self.get(listener_id)
 

@@ -87,7 +87,8 @@ class Hook:
     def send(
         self, sender: Any = None, *, object_id: Any = None, using: str | None = None, **payload: Any
     ) -> Event:
-        """Publish this event once the current transaction (on ``using``) commits.
+        """Send this event with the current transaction (on ``using``): into the outbox
+        within it (the default), or published once it commits (``outbox`` off).
 
         An event over ``max_event_bytes`` raises ``EventTooLarge`` here, before the
         commit: inside ``transaction.atomic()`` (or with ``ATOMIC_REQUESTS``) the change
