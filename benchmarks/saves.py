@@ -29,6 +29,7 @@ import uuid
 import django
 import psycopg
 from django.conf import settings as django_settings
+from pipeline import pct  # benchmarks/pipeline.py: the same percentiles
 
 from durian import conf
 from durian.embedded import EmbeddedBroker
@@ -36,11 +37,6 @@ from durian.reading import read_since
 from durian.records import Event, decode
 from durian.topic_admin import TopicAdmin
 from durian.topics import TopicNames
-
-
-def pct(values: list[float], q: int) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, len(ordered) * q // 100)] if ordered else float("nan")
 
 
 def main() -> None:
@@ -142,8 +138,14 @@ def run(n: int, bootstrap: str, server: urllib.parse.SplitResult, database: str)
     relay = Relay(settings, poll_interval=1.0)
     thread = threading.Thread(target=relay.run, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     while not relay.held:  # started, announced the hooks, took its shards
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise SystemExit("the relay did not take its shards within 30 s")
         time.sleep(0.05)
+    # Warm up: the first records of a new producer can wait ~0.4 s on the embedded broker.
+    saves(20, 50)
+    time.sleep(1.0)
     topic = TopicNames(settings.topic_prefix).events
     rows = []
     for per_second, count in ((50, 250), (500, 1000)):

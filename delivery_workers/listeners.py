@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from durian import conf
 from durian.exceptions import BrokerUnavailable, DurianError
 from durian.kafka import confluent_config, error_text
-from durian.listener_store import ListenerSnapshot, ListenerStore
+from durian.listener_store import ListenerSnapshot
 from durian.reading import GuardedConsumer, from_the_start, read_to_end
 from durian.records import ListenerSpec
 from durian.topics import TopicNames
@@ -62,7 +62,7 @@ class ListenerView:
             )
         self._partitions = start[0]
         for msg in read_to_end(self._reader, self._partitions, timeout):
-            ListenerStore._apply(self.table, msg)
+            self.table.apply(msg)
         return len(self.table.listeners)
 
     def get(self, listener_id: str) -> ListenerSpec | None:
@@ -71,7 +71,7 @@ class ListenerView:
     def poll(self) -> None:
         """Apply the listener records that have arrived (never waits)."""
         if not self._busy.locked():
-            self._apply(self._reader.consume(1000, 0))
+            self._apply_batch(self._reader.consume(1000, 0))
 
     async def current(self, listener_id: str, version: float) -> ListenerSpec | None:
         """The listener as it is now, at least at ``version``; ``None`` when it is deleted.
@@ -101,12 +101,12 @@ class ListenerView:
         while any((self._reader.position(tp) or 0) < end for tp, end in ends.items()):
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"{self.topic} did not reach its end within {timeout} s")
-            self._apply(self._reader.consume(1000, 0.1))
+            self._apply_batch(self._reader.consume(1000, 0.1))
 
-    def _apply(self, batch: list[Message]) -> None:
+    def _apply_batch(self, batch: list[Message]) -> None:
         for msg in batch:
             if msg.error() is None:
-                ListenerStore._apply(self.table, msg)
+                self.table.apply(msg)
 
     def close(self) -> None:
         self._reader.close()

@@ -49,6 +49,33 @@ class ListenerSnapshot:
     records: int = 0
     tombstones: int = 0
 
+    def apply(self, msg: Message) -> None:
+        """Apply one record of the listeners topic: a listener, or a tombstone that
+        deletes one; an unreadable record is logged, counted and deletes its key."""
+        self.records += 1
+        raw_key = msg.key()
+        key = raw_key.decode(errors="replace") if raw_key else ""
+        value = msg.value()
+        if value is None:
+            self.tombstones += 1
+            self.listeners.pop(key, None)
+            return
+        try:
+            listener = decode_message(msg, ListenerSpec)
+            if listener.id != key:
+                raise DecodeError(
+                    f"record key {key!r} differs from listener id {listener.id!r}",
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                )
+        except DecodeError as exc:
+            logger.warning("skipping unreadable listener record: %s", exc)
+            self.invalid.append(exc)
+            self.listeners.pop(key, None)
+            return
+        self.listeners[key] = listener
+
 
 class ListenerStore:
     """Writes listener records and tombstones; reads the table back."""
@@ -151,34 +178,8 @@ class ListenerStore:
                 progress(table.records, max(expected, table.records))
 
         for msg in read_to_end(reader, partitions, timeout, after_batch=batch_read):
-            self._apply(table, msg)
+            table.apply(msg)
         return table
-
-    @staticmethod
-    def _apply(table: ListenerSnapshot, msg: Message) -> None:
-        table.records += 1
-        raw_key = msg.key()
-        key = raw_key.decode(errors="replace") if raw_key else ""
-        value = msg.value()
-        if value is None:
-            table.tombstones += 1
-            table.listeners.pop(key, None)
-            return
-        try:
-            listener = decode_message(msg, ListenerSpec)
-            if listener.id != key:
-                raise DecodeError(
-                    f"record key {key!r} differs from listener id {listener.id!r}",
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                )
-        except DecodeError as exc:
-            logger.warning("skipping unreadable listener record: %s", exc)
-            table.invalid.append(exc)
-            table.listeners.pop(key, None)
-            return
-        table.listeners[key] = listener
 
     def get(self, listener_id: str) -> ListenerSpec:
         """The live listener with that id, or ``ListenerNotFound``."""

@@ -30,6 +30,7 @@ rows commit (``LISTEN durian_outbox``); otherwise they look every
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import random
@@ -304,16 +305,14 @@ class Relay:
         outcome: dict[int, KafkaError | None] = {}
         refused: dict[int, str] = {}
 
-        def delivered(row_id: int) -> Any:
-            def done(err: KafkaError | None, msg: Message) -> None:
-                outcome[row_id] = err
-
-            return done
+        def delivered(row_id: int, err: KafkaError | None, msg: Message) -> None:
+            outcome[row_id] = err
 
         producer = self.producer
         for row_id, _shard, key, value in rows:
             try:
-                produce(producer, self.topic, value, key=key, on_delivery=delivered(row_id))
+                produce(producer, self.topic, value, key=key,
+                        on_delivery=functools.partial(delivered, row_id))  # fmt: skip
             except PublishError as exc:
                 refused[row_id] = str(exc)
         while len(outcome) + len(refused) < len(rows) and not self.stopping:
