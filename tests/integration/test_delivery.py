@@ -361,47 +361,41 @@ def test_kill_9_a_worker_under_load_loses_nothing(workers: Pipeline, receiver: R
     assert duplicates <= 32
 
 
-def test_healthy_endpoints_keep_their_throughput_while_half_time_out(
+def test_healthy_endpoints_are_served_while_half_of_the_endpoints_hang(
     workers: Pipeline, receiver: Receiver
 ) -> None:
+    # The stuck endpoints answer after 30 s; the worker gives up on them after 25 s. If
+    # healthy jobs queued behind stuck ones (head-of-line blocking), none of them could
+    # arrive before the first stuck request's slot came free, 25 s after it began. The
+    # rate itself is a benchmark's business (benchmarks/delivery.py), not this test's.
     receiver.answer = lambda hit: Answer(delay=30 if hit.path.startswith("/stuck/") else 0)
     # Production-like breaker timings: an open breaker waits 30 s before a probe.
-    deliver(workers, env={"DURIAN_BREAKER_COOLDOWN": "30", "DURIAN_BREAKER_MAX_COOLDOWN": "60"})
+    deliver(
+        workers,
+        env={
+            "DURIAN_DELIVERY_TIMEOUT": "25",
+            "DURIAN_BREAKER_COOLDOWN": "30",
+            "DURIAN_BREAKER_MAX_COOLDOWN": "60",
+        },
+    )
     warm = jobs_for(listener(receiver.url("/warm")), 1)
     produce(workers.settings, warm)
     wait_for(lambda: receiver.under("/warm"), JOIN, what="the worker to join")
 
-    def healthy_rate(phase: str, stuck: bool) -> float:
-        """Deliveries/s to healthy endpoints while they have a backlog."""
-        healthy = [listener(receiver.url(f"/healthy/{phase}/{n}")) for n in range(5)]
-        batch = [j for t in healthy for j in jobs_for(t, 1200)]
-        mixed = batch
-        if stuck:
-            stalled = [listener(receiver.url(f"/stuck/{phase}/{n}")) for n in range(5)]
-            bad = [j for t in stalled for j in jobs_for(t, 1200)]
-            mixed = [job for pair in zip(bad, batch, strict=True) for job in pair]
-        produce(workers.settings, mixed)
-        prefix = f"/healthy/{phase}/"
-        ids = {job.id for job in batch}
-        wait_for(lambda: set(receiver.ids(prefix)) >= ids, 120, what=f"the {phase} jobs")
-        times = sorted(hit.at for hit in receiver.under(prefix))
-        # Steady state: from the 10th to the 90th percentile of receipts. The start
-        # holds one timeout's worth of requests to the stuck endpoints, before their
-        # breakers open; the very end measures how the last backlogs happen to be spread.
-        low, high = times[len(times) // 10], times[len(times) * 9 // 10]
-        return (len(times) * 8 // 10) / (high - low)
-
-    alone = healthy_rate("alone", stuck=False)
-    with_stuck = healthy_rate("mixed", stuck=True)
+    healthy = [listener(receiver.url(f"/healthy/{n}")) for n in range(5)]
+    stalled = [listener(receiver.url(f"/stuck/{n}")) for n in range(5)]
+    good = [j for t in healthy for j in jobs_for(t, 1200)]
+    bad = [j for t in stalled for j in jobs_for(t, 1200)]
+    produce(workers.settings, [job for pair in zip(bad, good, strict=True) for job in pair])
+    ids = {job.id for job in good}
+    wait_for(lambda: set(receiver.ids("/healthy/")) >= ids, 120, what="the healthy jobs")
+    first_stuck = min(hit.at for hit in receiver.under("/stuck/"))
+    served = sorted(hit.at for hit in receiver.under("/healthy/"))
     print(
-        f"healthy endpoints: {alone:.0f} deliveries/s alone, {with_stuck:.0f}/s while half of "
-        f"the endpoints time out ({with_stuck / alone:.0%})"
+        f"{len(ids)} healthy jobs served in {served[-1] - served[0]:.1f} s "
+        f"({len(ids) / (served[-1] - served[0]):.0f}/s) beside 5 hanging endpoints"
     )
-    # Two rates measured one after the other on a shared 2-core machine vary: 68 % to
-    # 113 % of each other in 11 runs. Head-of-line blocking would take the healthy ones
-    # down to a trickle (every slot waiting 30 s on a stuck endpoint); half is far above
-    # that and below the noise. benchmarks/delivery.py measures the figure itself.
-    assert with_stuck >= 0.5 * alone
+    assert served[-1] < first_stuck + 25, "healthy jobs waited for a stuck one's slot"
 
 
 def test_a_rolling_restart_under_load_hands_the_work_over(
