@@ -36,7 +36,7 @@ from durian import conf
 from durian.exceptions import DecodeError, DurianError
 from durian.http.dispatch import Dispatcher
 from durian.listener_store import ListenerStore
-from durian.match import deepmatch, spec_from_json
+from durian.match import deepmatch
 from durian.records import (
     LISTENER_DISABLED,
     Attempt,
@@ -62,7 +62,7 @@ PARK_MAX_BYTES = 256 * 1024
 def matches(listener: ListenerSpec, event: Event) -> bool:
     """Whether the listener as it is now wants the event (asked only of a listener that
     changed since its job was made)."""
-    return listener.hook == event.hook and deepmatch(spec_from_json(listener.match), event.data)
+    return listener.hook == event.hook and deepmatch(listener.compiled_match(), event.data)
 
 
 class JobRunner:

@@ -28,7 +28,7 @@ from durian.exceptions import (
     PublishError,
 )
 from durian.kafka import confluent_config, error_text, produce
-from durian.reading import GuardedConsumer, from_the_start, read_to_end
+from durian.reading import GuardedConsumer, collector_paused, from_the_start, read_to_end
 from durian.records import ListenerSpec, decode_message, encode, listener_key
 from durian.topics import TopicNames
 
@@ -177,8 +177,9 @@ class ListenerStore:
             if progress is not None:
                 progress(table.records, max(expected, table.records))
 
-        for msg in read_to_end(reader, partitions, timeout, after_batch=batch_read):
-            table.apply(msg)
+        with collector_paused():
+            for msg in read_to_end(reader, partitions, timeout, after_batch=batch_read):
+                table.apply(msg)
         return table
 
     def get(self, listener_id: str) -> ListenerSpec:

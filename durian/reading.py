@@ -9,6 +9,8 @@ several topics from a moment on, for tools that look at them all
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -22,9 +24,32 @@ from durian.exceptions import BrokerUnavailable
 from durian.gap import GapGuard
 from durian.kafka import confluent_config, error_text, gap_patience
 
-__all__ = ["GuardedConsumer", "StoredRecord", "from_the_start", "read_since", "read_to_end"]
+__all__ = [
+    "GuardedConsumer",
+    "StoredRecord",
+    "collector_paused",
+    "from_the_start",
+    "read_since",
+    "read_to_end",
+]
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a topic's records are decoded in bulk.
+
+    Every decoded record that is kept makes the collector walk everything kept so far,
+    again and again: reading a million listeners took twice as long with it running.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class GuardedConsumer:

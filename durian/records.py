@@ -9,11 +9,14 @@ topic, partition and offset).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 import urllib.parse
 import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar, overload
 
@@ -53,6 +56,43 @@ LISTENER_DISABLED = "durian.listener.disabled"
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _JOB_NAMESPACE = uuid.UUID("5a3c5e1e-7d4b-4f0e-9a57-4d7572696164")
 _URL_MAX = 2048
+#: While listeners load in bulk (``remembering_compiled``), the match specs compiled when
+#: each was validated, by the identity of their JSON form: a stream worker decodes each
+#: listener read and indexes it a moment later.
+_COMPILED: OrderedDict[int, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+_COMPILED_MAX = 16_384
+_loads = 0
+
+
+@contextlib.contextmanager
+def remembering_compiled() -> Iterator[None]:
+    """Keep the match specs compiled while listeners are decoded, for ``compiled_match``.
+
+    Only during a load: a kept spec outlives its decode, and many such survivors make
+    Python's cycle collector walk the whole heap more often (measured: decoding a
+    listener cost 35 µs instead of 21 with the collector running).
+    """
+    global _loads
+    _loads += 1
+    try:
+        yield
+    finally:
+        _loads -= 1
+        if not _loads:
+            _COMPILED.clear()
+
+
+def _remember(match: dict[str, Any], compiled: dict[str, Any]) -> None:
+    if not _loads:
+        return
+    _COMPILED[id(match)] = (match, compiled)  # holding ``match`` keeps its id unique
+    if len(_COMPILED) > _COMPILED_MAX:
+        with contextlib.suppress(KeyError):  # another thread emptied it first
+            _COMPILED.popitem(last=False)
+
+
+#: White space, as ``str.isspace`` has it.
+_SPACE = re.compile(r"\s")
 
 
 def new_id(prefix: str) -> str:
@@ -121,7 +161,7 @@ def validate_url(url: str) -> str:
     problem = host_problem(parts.hostname)
     if problem is not None:
         raise InvalidListener(f"the listener URL {url!r} is refused: {problem}")
-    if any(ch.isspace() for ch in url):
+    if _SPACE.search(url):
         raise InvalidListener(f"the listener URL {url!r} contains white space")
     return url
 
@@ -210,7 +250,7 @@ class ListenerSpec(Record, tag="durian.listener.v1", frozen=True):
         validate_url(self.url)
         if not self.secret.startswith("whsec_"):
             raise InvalidListener("the listener secret must be a whsec_ secret")
-        spec_from_json(self.match)  # raises InvalidMatcher naming the field
+        _remember(self.match, spec_from_json(self.match))  # raises InvalidMatcher naming the field
         for name, value in self.options.headers.items():
             problem = header_problem(name, value)
             if problem is not None:
@@ -220,6 +260,14 @@ class ListenerSpec(Record, tag="durian.listener.v1", frozen=True):
             raise InvalidListener("options.rate_limit must be a positive number per second")
         if self.options.timeout is not None and self.options.timeout <= 0:
             raise InvalidListener("options.timeout must be a positive number of seconds")
+
+    def compiled_match(self) -> dict[str, Any]:
+        """``match`` as matchers (``durian.match.spec_from_json``); during a load, the form
+        built when this listener was validated (``remembering_compiled``)."""
+        found = _COMPILED.get(id(self.match))
+        if found is not None and found[0] is self.match:
+            return found[1]
+        return spec_from_json(self.match)
 
     @property
     def version(self) -> float:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from durian import conf
 from durian.http.dispatch import AttemptResult, Dispatcher
-from durian.match import deepmatch, spec_from_json
+from durian.match import deepmatch
 from durian.records import DeliveryJob, Event, ListenerSpec, job_id
 
 __all__ = ["InlineAttempt", "attempts", "clear", "deliver", "listeners"]
@@ -76,7 +76,7 @@ def deliver(event: Event, settings: conf.Settings) -> list[InlineAttempt]:
                 for listener in listeners.values()
                 if listener.active
                 and listener.hook == event.hook
-                and deepmatch(spec_from_json(listener.match), event.data)
+                and deepmatch(listener.compiled_match(), event.data)
             ),
             key=lambda listener: listener.id,
         )

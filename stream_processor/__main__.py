@@ -6,6 +6,7 @@ Settings come from the ``DURIAN_*`` environment (see ``durian.conf``).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from durian import conf
@@ -24,6 +25,18 @@ def main(argv: list[str] | None = None) -> None:
     TopicAdmin(settings).ensure()
     app = create_app(settings)
     loglevel = {0: "warn", 1: "info"}.get(args.verbose, "debug")
+    # Faust sets up logging when its worker starts; the table is read before that.
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(loglevel.upper().replace("WARN", "WARNING"))
+    try:
+        app.listener_table.preload(settings)  # type: ignore[attr-defined]
+    finally:
+        root.removeHandler(handler)
     sys.argv = [sys.argv[0], "worker", "--without-web", "--loglevel", loglevel]
     app.main()
 

@@ -111,6 +111,8 @@ def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.
         partitions=settings.listeners_partitions,
         changelog_topic=listeners_topic,
         standby_buffer_size=1,
+        # Only with 1 does Faust resume a global table's partitions after recovery (it
+        # would stop following the listeners topic); the preload leaves little to recover.
         recovery_buffer_size=1,
         is_global=True,
         key_type=bytes,

@@ -4,6 +4,7 @@ import json
 from typing import Any as AnyType
 
 import pytest
+import re2
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -238,3 +239,11 @@ def test_a_spec_nests_at_most_max_spec_depth_levels() -> None:
     # Far deeper than Python's recursion limit: refused all the same.
     with pytest.raises(InvalidMatcher, match=too_deep):
         spec_from_json(nested(5000, {"$startswith": "J"}))
+
+
+@given(
+    st.sampled_from(["^J", "n$", "é.", "^$", "(a|ñ)+b", "[^a]", "\\w+ü", "x*"]),
+    st.text(alphabet="Jnaébñü x\n😀", max_size=8),
+)
+def test_like_decides_as_re2_search_does(pattern: str, text: str) -> None:
+    assert Like(pattern).matches(text) == (re2.search(pattern, text) is not None)

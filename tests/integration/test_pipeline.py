@@ -299,3 +299,44 @@ def test_a_malformed_record_in_every_topic_is_parked_and_the_workers_go_on(
     tok = uuid.uuid4().hex[:8]
     live_invoice_listener(receiver, f"/{tok}/after-garbage", tok)
     assert all(process.poll() is None for process in pipeline.processes.values())
+
+
+def test_a_stream_worker_reads_its_table_before_it_starts_then_follows_it(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    """A starting stream worker reads the listeners topic itself, then Faust goes on from
+    where it stopped: what changed while no worker ran counts, and so does what
+    changes after it started."""
+    tok = uuid.uuid4().hex[:8]
+    live_person_listener(receiver, f"/{tok}/kept", f"{tok}-kept")
+    moved = live_person_listener(receiver, f"/{tok}/moved", f"{tok}-old")
+    gone = live_person_listener(receiver, f"/{tok}/gone", f"{tok}-gone")
+    assert pipeline.stop("stream") == 0
+    PersonHook().listener(url=moved.url, id=moved.id).match(address=f"{tok}-new").save()
+    delete_listener(gone.id)
+    producer = Producer(confluent_config(pipeline.settings, "producer"))
+    producer.produce(
+        TopicNames(pipeline.settings.topic_prefix).listeners, key=b"lst_bad", value=b"{"
+    )
+    assert producer.flush(10) == 0
+    before = pipeline.log("stream")
+    pipeline.start("stream", ["durian-stream", "-v"])
+    ready = r"listener table ready: \d+ active listener\(s\); (\d+) record\(s\) read before start"
+
+    def preloaded() -> int:
+        found = re.search(ready, pipeline.log("stream")[len(before) :])
+        return int(found.group(1)) if found else 0
+
+    wait_for(preloaded, FIRST, what="the stream worker to read its table")
+    assert preloaded() >= 6  # 3 listeners, an update, a tombstone, the bad record
+    assert re.search(r"unreadable listener record ignored", pipeline.log("stream")[len(before) :])
+    for name, address in (("c", "old"), ("d", "gone"), ("a", "kept"), ("b", "new")):
+        Person.objects.create(name=name, address=f"{tok}-{address}")
+    live_person_listener(receiver, f"/{tok}/added", f"{tok}-added")  # a change, live
+    wait_for(lambda: names(receiver, f"/{tok}/kept") == ["a"], LATER, what="kept's delivery")
+    wait_for(lambda: names(receiver, f"/{tok}/moved") == ["b"], LATER, what="the moved one's")
+    Person.objects.create(name="e", address=f"{tok}-added")
+    wait_for(lambda: names(receiver, f"/{tok}/added") == ["e"], LATER, what="the added one's")
+    assert names(receiver, f"/{tok}/gone") == []
+    assert names(receiver, f"/{tok}/moved") == ["b"]  # not "c", at the old address
+    assert names(receiver, f"/{tok}/kept") == ["a"]

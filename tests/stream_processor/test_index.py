@@ -20,7 +20,8 @@ from durian.match import (
 )
 from durian.records import Event, ListenerSpec
 from durian.signing import generate_secret
-from stream_processor.index import ListenerIndex
+from stream_processor import index as index_module
+from stream_processor.index import ListenerIndex, required_literal
 
 SECRET = generate_secret()
 
@@ -80,9 +81,17 @@ def test_nested_equality_and_number_forms() -> None:
     assert index.match(event({"address": {"city": "Oslo"}, "age": True})) == []
 
 
-values = st.one_of(st.integers(0, 3), st.sampled_from(["Joe", "Ann", "J"]), st.booleans())
-specs = st.dictionaries(st.sampled_from(["name", "age", "x"]), values, max_size=2)
-datas = st.dictionaries(st.sampled_from(["name", "age", "x", "y"]), values, max_size=4)
+scalars = st.one_of(
+    st.integers(0, 3), st.sampled_from(["Joe", "Ann", "J", 1.0, 2.5, 10**20]), st.booleans()
+)
+values = st.one_of(scalars, st.lists(scalars, max_size=2))
+#: "a.b" is one field whose name holds a dot; "a" may hold a nested "b"
+specs = st.dictionaries(st.sampled_from(["name", "age", "x", "a.b"]), values, max_size=3)
+datas = st.dictionaries(
+    st.sampled_from(["name", "age", "x", "y", "a.b", "a"]),
+    st.one_of(values, st.dictionaries(st.just("b"), values)),
+    max_size=4,
+)
 
 
 def _raw(spec: ListenerSpec) -> Any:
@@ -120,7 +129,7 @@ conditions = st.one_of(
     strings.map(Contains),
     st.sampled_from(["^J", "n$", "o"]).map(Like),
 )
-field_names = st.sampled_from(["name", "age", "x"])
+field_names = st.sampled_from(["name", "age", "x", "a.b"])
 rich_specs = st.dictionaries(
     field_names,
     st.one_of(
@@ -130,7 +139,7 @@ rich_specs = st.dictionaries(
 )
 leaf_values = st.one_of(values, strings, st.none(), st.lists(strings, max_size=2))
 rich_datas = st.dictionaries(
-    st.sampled_from(["name", "age", "x", "y"]),
+    st.sampled_from(["name", "age", "x", "y", "a.b", "a"]),
     st.one_of(leaf_values, st.dictionaries(st.sampled_from(["city", "name"]), leaf_values)),
     max_size=4,
 )
@@ -219,3 +228,118 @@ def assert_agrees_with_a_full_scan(
     expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
     assert [x.id for x in index.match(event(data))] == sorted(expected)
     return index, listeners
+
+
+def test_every_equality_condition_makes_the_key() -> None:
+    index = ListenerIndex()
+    for i in range(1_000):
+        index.put(listener(f"l{i}", {"status": "paid", "customer": i}))
+    index.put(listener("dotted", {"a.b": 1}))  # a field whose name holds a dot
+    index.put(listener("nested", {"a": {"b": 1}}))
+    found = index.candidates(event({"status": "paid", "customer": 7}))
+    assert [e.listener.id for e in found] == ["l7"]
+    assert index.candidates(event({"status": "due", "customer": 7})) == []
+    assert [x.id for x in index.match(event({"a.b": 1.0}))] == ["dotted"]
+    assert [x.id for x in index.match(event({"a": {"b": 1}}))] == ["nested"]
+
+
+def test_equal_values_share_a_key_at_any_depth() -> None:
+    index = ListenerIndex()
+    index.put(listener("list", {"x": [1, {"y": 2}]}))
+    index.put(listener("big", {"x": 10**30}))
+    assert [x.id for x in index.match(event({"x": [1.0, {"y": 2.0}]}))] == ["list"]
+    assert index.match(event({"x": [True, {"y": 2}]})) == []
+    assert [x.id for x in index.match(event({"x": 10**30}))] == ["big"]
+    assert index.match(event({"x": 1e30})) == []  # 1e30 is not exactly 10**30
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literal"),
+    [
+        ("^order-[0-9]+$", "order-"),
+        ("ab.cdef", "cdef"),
+        ("(?:abc)+x", "abc"),
+        ("(?:abc)*x", "x"),
+        ("abc|defg", ""),
+        ("(?i)abcd", ""),
+        ("x(?i:abcd)", "x"),
+        ("[[:alpha:]]abcd", ""),
+        ("a{,3}bcd", "bcd"),
+        ("é+ñandú", "ñandú"),
+        ("\\.com$", ".com"),
+    ],
+)
+def test_the_literal_a_like_pattern_needs(pattern: str, literal: str) -> None:
+    assert required_literal(pattern) == literal
+
+
+pieces = st.sampled_from(["Jo", "An", "n", "é", "on", "Joh", "ann", "."])
+regexes = st.recursive(
+    st.one_of(pieces, pieces.map(lambda p: f"[{p}]")),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map("".join),
+        st.tuples(inner, inner).map(lambda p: f"(?:{p[0]}|{p[1]})"),
+        st.tuples(inner, st.sampled_from(["*", "+", "?", "{2}", "{0,1}"])).map(
+            lambda p: f"(?:{p[0]}){p[1]}"
+        ),
+        inner.map(lambda p: f"(?i:{p})"),
+        inner.map(lambda p: f"^{p}"),
+        inner.map(lambda p: f"{p}$"),
+    ),
+    max_leaves=6,
+)
+texts = st.text(alphabet="JohnAnéo.", max_size=12)
+
+
+@settings(max_examples=300)
+@given(st.lists(regexes, max_size=6), texts)
+def test_like_by_literal_agrees_with_the_expression(patterns: list[str], text: str) -> None:
+    specs = [{"name": Like(p)} for p in patterns]
+    assert_agrees_with_a_full_scan(specs, {"name": text})
+
+
+def test_segments_are_rebuilt_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "AUTOMATON_SEGMENT", 8)
+    monkeypatch.setattr(index_module, "SET_SEGMENT", 8)
+    index = ListenerIndex()
+    words = [f"w{i:03d}x" for i in range(100)]
+    for i, word in enumerate(words):
+        index.put(listener(f"c{i}", {"name": Contains(word)}))  # by automaton
+        index.put(listener(f"r{i}", {"name": Like(f"^[st]{i:02d}[.]")}))  # by RE2 set
+    text = "w007x w042x w099x"
+    assert [x.id for x in index.match(event({"name": text}))] == ["c42", "c7", "c99"]
+    assert [x.id for x in index.match(event({"name": "t07."}))] == ["r7"]
+    for i in range(0, 100, 2):  # half gone: stale segments are compacted
+        index.remove(f"c{i}")
+        index.remove(f"r{i}")
+    index.put(listener("c42", {"name": Contains("w042x")}))  # back, in the newest segment
+    assert [x.id for x in index.match(event({"name": text}))] == ["c42", "c7", "c99"]
+    assert [x.id for x in index.match(event({"name": "s07.x"}))] == ["r7"]
+    assert index.match(event({"name": "s42."})) == []
+    index.put(listener("c42", {"name": Contains("nope")}))
+    assert [x.id for x in index.match(event({"name": text}))] == ["c7", "c99"]
+
+
+def test_listeners_leave_a_crowded_bucket_for_a_smaller_one() -> None:
+    index = ListenerIndex()
+    for i in range(10_000):  # "paid" alone would make every paid order check them all
+        index.put(listener(f"l{i}", {"status": "paid", "name": Startswith(f"{i:05d}")}))
+    found = index.candidates(event({"status": "paid", "name": "00042-Joe"}))
+    assert len(found) <= index_module.REFILE_AT
+    assert [x.id for x in index.match(event({"status": "paid", "name": "00042-Joe"}))] == ["l42"]
+
+
+@settings(max_examples=200)
+@given(st.lists(rich_specs, max_size=30), st.lists(rich_datas, min_size=1, max_size=3))
+def test_refiled_listeners_are_still_found(
+    all_specs: list[dict[str, Any]], datas: list[dict[str, Any]]
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_module, "REFILE_AT", 1)
+        index = ListenerIndex()
+        listeners = [listener(f"l{i:02d}", spec) for i, spec in enumerate(all_specs)]
+        for item in listeners + listeners[::3]:  # some put twice
+            index.put(item)
+        for data in datas:
+            expected = [x.id for x in listeners if deepmatch(compile_spec(_raw(x)), data)]
+            assert [x.id for x in index.match(event(data))] == expected
