@@ -11,12 +11,14 @@ of 5 and a ``country`` out of 50. One row per kind of listener:
 * ``Like``: 4 letters and one more (``abcd[a-z]``), found by its literal ``abcd``;
 * ``Like, no literal``: two letters, any one, two letters (``ab.cd``), by RE2 sets;
 * ``mix``: a fifth ``Is`` (country and name), and the rest spread over the five others
-  (with a status condition on the ``Like`` ones).
+  (with a status condition on the ``Like`` ones);
+* ``..., none match``: upper-case patterns, which no name holds: the cost of listeners
+  an event cannot match.
 
 An update: a random listener's pattern changes, then the next event is matched (so any
 segment the change made stale is rebuilt inside the figure). Median and max of 200.
 
-    python benchmarks/index.py [--sizes 1000,100000,1000000]
+    python benchmarks/index.py [--sizes 1000,100000,1000000] [--kinds "Is|Like"]
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ KINDS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
     "Like": lambda rng: {"name": Like(f"{word(rng, 4)}[a-z]")},
     "Like, no literal": lambda rng: {"name": Like(f"{word(rng, 2)}.{word(rng, 2)}")},
     "mix": _mix,
+    # Upper-case patterns, which no event's name holds: what listeners cost that an
+    # event cannot match.
+    "Startswith, none match": lambda rng: {"name": Startswith(word(rng, 4).upper())},
+    "Contains, none match": lambda rng: {"name": Contains(word(rng, 4).upper())},
+    "Like, none match": lambda rng: {"name": Like(f"{word(rng, 4).upper()}[a-z]")},
 }
 #: RE2 sets cost one pass per 5,000 patterns: a million such listeners is not a target.
 LARGEST = {"Like, no literal": 100_000}
@@ -113,7 +120,7 @@ def rate(seconds: float, count: int) -> str:
     return f"{count / seconds:>10,.0f}/s"
 
 
-def run(sizes: list[int]) -> None:
+def run(sizes: list[int], kinds: list[str]) -> None:
     rng = random.Random(7)
     now = datetime.now(UTC)
     events = [
@@ -133,7 +140,7 @@ def run(sizes: list[int]) -> None:
         f"{'listeners':18} {'count':>10} {'GiB per M':>9} {'start-up':>9} {'index':>12} "
         f"{'matched':>8} {'plain scan':>12} {'update p50':>11} {'max':>9}"
     )
-    for kind in KINDS:
+    for kind in kinds:
         for n in sizes:
             if n > LARGEST.get(kind, n):
                 continue
@@ -193,5 +200,6 @@ def row(kind: str, n: int, rng: random.Random, events: list[Event]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--kinds", default="|".join(KINDS), help="rows, by name, separated by |")
     args = parser.parse_args()
-    run([int(x) for x in args.sizes.split(",")])
+    run([int(x) for x in args.sizes.split(",")], args.kinds.split("|"))
