@@ -135,6 +135,8 @@ class ListenerTable(faust.GlobalTable):
                 self._decode, partition=message.partition, offset=message.offset
             )
             self.data.apply_changelog_batch([event], to_key=self._to_key, to_value=decode_here)
+            # As Faust's persistent stores do: a later rebalance recovers from here.
+            self.data.set_persisted_offset(message.tp, message.offset)
         for event in events:
             key = self._to_key(event.key)
             current = self.data.get(key)
