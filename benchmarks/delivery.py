@@ -37,7 +37,7 @@ from durian.embedded import EmbeddedStack, free_port
 from durian.http.dispatch import Dispatcher
 from durian.kafka import confluent_config, produce
 from durian.listener_store import ListenerStore
-from durian.records import DeliveryJob, Event, ListenerSpec, encode, job_id, job_key, new_id
+from durian.records import DeliveryJob, Event, ListenerSpec, encode, job_key, new_id
 from durian.signing import generate_secret
 from durian.topic_admin import TopicAdmin
 
@@ -113,18 +113,11 @@ def listener(url: str) -> ListenerSpec:
 
 
 def jobs(target: ListenerSpec, count: int) -> list[DeliveryJob]:
-    out = []
-    for n in range(count):
-        event = Event(id=new_id("evt"), hook="person", occurred_at=datetime.now(UTC), data={"n": n})
-        out.append(
-            DeliveryJob(
-                id=job_id(event.id, target.id),
-                event=event,
-                listener_id=target.id,
-                listener_version=target.version,
-            )
-        )
-    return out
+    events = (
+        Event(id=new_id("evt"), hook="person", occurred_at=datetime.now(UTC), data={"n": n})
+        for n in range(count)
+    )
+    return [DeliveryJob.of(event, target) for event in events]
 
 
 def registered(settings: conf.Settings, urls: list[str]) -> list[ListenerSpec]:

@@ -28,7 +28,6 @@ a one-key object whose key starts with ``$``::
 from __future__ import annotations
 
 import builtins
-import functools
 from collections.abc import Iterator, Mapping
 from typing import Any as AnyType
 from typing import ClassVar, TypeAlias
@@ -65,13 +64,6 @@ _RE2_OPTIONS.max_mem = 8 << 20
 _MAX_PATTERN = 1000
 _UNANCHORED = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
 _NO_MATCH = (-1, -1)
-
-
-@functools.lru_cache(maxsize=4096)
-def _compile(pattern: str) -> AnyType:
-    """A compiled RE2 pattern. Cached: a listener read from the topic is validated when
-    it is decoded, then compiled again for the index a moment later."""
-    return re2.compile(pattern, options=_RE2_OPTIONS)
 
 
 class Matcher:
@@ -186,7 +178,7 @@ class Like(_StringMatcher):
         if len(pattern) > _MAX_PATTERN:
             raise InvalidMatcher(f"Like pattern is longer than {_MAX_PATTERN} characters")
         try:
-            self._regex = _compile(pattern)
+            self._regex = re2.compile(pattern, options=_RE2_OPTIONS)
         except re2.error as exc:
             reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
             raise InvalidMatcher(

@@ -306,6 +306,16 @@ class DeliveryJob(Record, tag="durian.delivery.v2", frozen=True):
     throttled: bool = False
     """The job holds a rate-limit slot at ``not_before``: it goes then without asking again."""
 
+    @classmethod
+    def of(cls, event: Event, listener: ListenerSpec) -> DeliveryJob:
+        """The first attempt's job for an event a listener matched."""
+        return cls(
+            id=job_id(event.id, listener.id),
+            event=event,
+            listener_id=listener.id,
+            listener_version=listener.version,
+        )
+
 
 class Attempt(Record, tag="durian.attempt.v1", frozen=True):
     """What happened on one HTTP attempt: the delivery log."""

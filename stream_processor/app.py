@@ -27,7 +27,7 @@ from mode.utils.queues import ThrowableQueue
 from durian import conf
 from durian.exceptions import DecodeError
 from durian.kafka import faust_options, gap_patience, stream_fetch_wait_ms
-from durian.records import DeliveryJob, Event, decode, encode, job_id, job_key
+from durian.records import DeliveryJob, Event, decode, encode, job_key
 from durian.topics import TopicNames
 from stream_processor.consumer import GuardedTransport
 from stream_processor.tables import ListenerTable
@@ -157,12 +157,7 @@ def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.
                 )
                 continue
             for listener in table.index.match(event):
-                job = DeliveryJob(
-                    id=job_id(event.id, listener.id),
-                    event=event,
-                    listener_id=listener.id,
-                    listener_version=listener.version,
-                )
+                job = DeliveryJob.of(event, listener)
                 sent = await app.producer.send(
                     names.deliveries, job_key(listener.id, event), encode(job), None, None, None
                 )

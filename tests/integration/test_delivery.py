@@ -35,7 +35,6 @@ from durian.records import (
     ListenerSpec,
     decode,
     encode,
-    job_id,
     listener_key,
     new_id,
 )
@@ -93,18 +92,11 @@ def listener(url: str, **options: object) -> ListenerSpec:
 
 
 def jobs_for(target: ListenerSpec, count: int) -> list[DeliveryJob]:
-    out = []
-    for n in range(count):
-        event = Event(id=new_id("evt"), hook="person", occurred_at=datetime.now(UTC), data={"n": n})
-        out.append(
-            DeliveryJob(
-                id=job_id(event.id, target.id),
-                event=event,
-                listener_id=target.id,
-                listener_version=target.version,
-            )
-        )
-    return out
+    events = (
+        Event(id=new_id("evt"), hook="person", occurred_at=datetime.now(UTC), data={"n": n})
+        for n in range(count)
+    )
+    return [DeliveryJob.of(event, target) for event in events]
 
 
 def produce(settings: conf.Settings, jobs: list[DeliveryJob], topic: str | None = None) -> None:
