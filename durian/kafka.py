@@ -31,10 +31,10 @@ only when ``Settings.embedded`` is true, never against a real cluster:
   memory storage reads a partition of many tiny batches in superlinear time
   (measured: 40,000 one-record batches read in 1 s, 70,000 in 6.6 s, 100,000
   at a few records per second), while 100,000 batched records read in 1.2 s.
-  Faust writes no table here (the listener table is only read), so its
-  producer batches: the jobs it writes are read by confluent consumers, which
-  find partition ends from fetch responses (one-record batches held the stream
-  worker at one broker round trip per job: 377 jobs/s, batched ~1,000/s).
+  Jobs, retries, attempts and dead letters are read only by confluent
+  consumers, which find partition ends from fetch responses, so they are
+  batched (one-record batches held the stream worker at one broker round trip
+  per job: 377 jobs/s).
 * A produce reserves its offset before the record is stored: with two producers
   writing to one partition at once, a fetch can return offset N+1 while N is not
   stored yet, and a client moves past N for good (measured: 2 to 5 of 6,000
@@ -43,16 +43,15 @@ only when ``Settings.embedded`` is true, never against a real cluster:
   delivery workers), so every reader durian runs guards against it
   (``durian.gap``): a record past the expected offset sends the reader back to
   the hole until it fills. ``gap_patience(settings)`` is how long it waits.
-* Faust (aiokafka) positions its stream consumers by end offsets too: with
-  events written in multi-record batches, a restarted stream worker skipped
-  every event produced while it was down (measured: 30 of 30 lost). So the
-  producers of topics that Faust consumes (``producer`` role: events) send
-  one record per batch on the embedded broker; that cost is the embedded
-  broker's, real Kafka answers ListOffsets correctly. Topics read only by
-  durian's confluent consumers (``writer`` role) stay batched: those
-  consumers find the end of a partition from fetch responses, which tansu
-  answers correctly, and one-record batches would cost the delivery workers
-  a large part of their throughput on the embedded broker.
+* Events are written in batches, like every topic but the listeners table.
+  They were once sent one per batch, after a restarted stream worker skipped
+  the events written while it was down. That was measured before
+  ``stream_processor.app`` corrected Faust's positioning (buffers dropped on
+  resume, partitions without a committed offset left where the prefetch had
+  been); stream workers seek to committed offsets or to the beginning, never to
+  an end offset, and the restart tests (SIGTERM, kill -9, rolling) pass with
+  batched events. One record per batch held a site's events to ~850/s (one
+  broker round trip each), which capped the whole pipeline.
 """
 
 from __future__ import annotations
@@ -69,7 +68,6 @@ from durian.exceptions import PublishError
 
 __all__ = [
     "EMBEDDED_CONSUMER",
-    "EMBEDDED_PRODUCER",
     "Role",
     "confluent_config",
     "error_text",
@@ -96,9 +94,6 @@ EMBEDDED_CONSUMER: dict[str, Any] = {
     "heartbeat.interval.ms": 1000,
     "fetch.wait.max.ms": 20,
 }
-
-#: Producer settings for topics Faust consumes, on the embedded broker (see above).
-EMBEDDED_PRODUCER: dict[str, Any] = {"batch.num.messages": 1}
 
 _PRODUCER: dict[str, Any] = {
     "acks": "all",
@@ -131,8 +126,6 @@ def confluent_config(settings: Settings, role: Role, **extra: Any) -> dict[str, 
     config.update(settings.kafka_options)
     if role in ("producer", "writer", "table-writer"):
         config.update(_PRODUCER)
-        if role == "producer" and settings.embedded:
-            config.update(EMBEDDED_PRODUCER)
     elif role in ("consumer", "reader"):
         config.update(_CONSUMER)
         config["max.poll.interval.ms"] = settings.max_poll_interval_ms

@@ -10,6 +10,7 @@ topic, partition and offset).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import time
@@ -55,6 +56,7 @@ LISTENER_DISABLED = "durian.listener.disabled"
 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _JOB_NAMESPACE = uuid.UUID("5a3c5e1e-7d4b-4f0e-9a57-4d7572696164")
+_JOB_NAMESPACE_BYTES = _JOB_NAMESPACE.bytes
 _URL_MAX = 2048
 #: While listeners load in bulk (``remembering_compiled``), the match specs compiled when
 #: each was validated, by the identity of their JSON form: a stream worker decodes each
@@ -101,8 +103,15 @@ def new_id(prefix: str) -> str:
 
 
 def job_id(event_id: str, listener_id: str) -> str:
-    """The stable id of the delivery of one event to one listener (the ``webhook-id``)."""
-    return f"msg_{uuid.uuid5(_JOB_NAMESPACE, f'{event_id}/{listener_id}').hex}"
+    """The stable id of the delivery of one event to one listener (the ``webhook-id``):
+    ``uuid5(_JOB_NAMESPACE, "<event id>/<listener id>")`` in hex, computed without
+    building the UUID object (a third of the cost, once per job in the stream worker)."""
+    digest = bytearray(
+        hashlib.sha1(_JOB_NAMESPACE_BYTES + f"{event_id}/{listener_id}".encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return f"msg_{digest.hex()}"
 
 
 def event_key(hook: str, pk: object) -> bytes:

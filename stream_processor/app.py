@@ -3,14 +3,13 @@
 For each event on ``<prefix>.events``: decode it (an undecodable record is
 logged with its location and parked on ``<prefix>.parked``), find the active
 listeners of its hook whose conditions hold, and send one ``DeliveryJob`` per
-listener to ``<prefix>.deliveries``, keyed by listener and object (``job_key``), with the stable job
-id of (event id, listener id). Processing is at least once: the agent hands each
-job to the producer before it moves on, Faust flushes the producer before it
-commits an event's offset, and a job the broker refuses stops the worker, so no
-event is committed past a job that was not written. Jobs go to the producer
-directly, not through ``Topic.send`` (whose bookkeeping per record cost the
-stream worker ~40 % of its fan-out throughput: 4,000 -> 6,800 jobs/s with 10
-listeners per event in benchmarks/pipeline.py).
+listener to ``<prefix>.deliveries``, keyed by listener and object
+(``job_key``), with the stable job id of (event id, listener id).
+
+Processing is at least once: jobs are handed to librdkafka
+(``stream_processor.writer``), Faust flushes that writer before it commits an
+event's offset, and a job the broker refuses stops the worker, so no event is
+committed past a job that was not written.
 """
 
 from __future__ import annotations
@@ -18,19 +17,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from typing import Any, cast
+from typing import Any
 
 import faust
 from faust.types import TransportT
 from mode.utils.queues import ThrowableQueue
 
 from durian import conf
-from durian.exceptions import DecodeError
+from durian.exceptions import DecodeError, PublishError
 from durian.kafka import faust_options, gap_patience, stream_fetch_wait_ms
 from durian.records import DeliveryJob, Event, decode, encode, job_key
 from durian.topics import TopicNames
 from stream_processor.consumer import GuardedTransport
 from stream_processor.tables import ListenerTable
+from stream_processor.writer import JobWriter
 
 __all__ = ["StreamApp", "StreamWorker", "create_app"]
 
@@ -102,7 +102,6 @@ def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.
     app.fetch_wait_ms = stream_fetch_wait_ms(settings)
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw", "internal": False}
     events = app.topic(names.events, partitions=settings.events_partitions, **raw)
-    parked = app.topic(names.parked, partitions=1, **raw)
     listeners_topic = app.topic(names.listeners, partitions=settings.listeners_partitions, **raw)
     table = ListenerTable(
         app,
@@ -123,16 +122,16 @@ def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.
 
     crashing: set[asyncio.Task[None]] = set()
 
-    def crash_unless_written(sent: asyncio.Future[Any]) -> None:
-        """A job the broker refused (after the client's own retries) stops the worker,
-        loudly: its event must be read again, not committed past. (Faust's Topic.send
-        logs such a failure as a warning and goes on.)"""
-        if sent.cancelled() or (error := sent.exception()) is None:
-            return
+    def crash(error: PublishError) -> None:
+        """A record the broker refused (after the client's own retries) stops the worker,
+        loudly: its event must be read again, not committed past (the writer's flush,
+        which comes before every commit, raises it too)."""
         logger.critical("a delivery job was not written (%s); stopping the worker", error)
-        crash = asyncio.ensure_future(app.crash(error))
-        crashing.add(crash)
-        crash.add_done_callback(crashing.discard)
+        crashing.add(task := asyncio.ensure_future(app.crash(error)))
+        task.add_done_callback(crashing.discard)
+
+    writer = JobWriter(settings, on_failure=crash)
+    app.job_writer = writer  # type: ignore[attr-defined]
 
     async def route(stream: faust.StreamT[Any]) -> None:
         async for record in stream.events():
@@ -147,21 +146,17 @@ def create_app(settings: conf.Settings, *, datadir: str | None = None) -> faust.
                 )
             except DecodeError as exc:
                 logger.error("parking an undecodable event: %s", exc)
-                await parked.send(
-                    key=message.key,
-                    value=message.value,
-                    headers={
-                        "durian-error": str(exc).encode(),
-                        "durian-source": exc.location.encode(),
-                    },
+                writer.write(
+                    names.parked,
+                    message.key,
+                    message.value,
+                    headers={"durian-error": str(exc), "durian-source": exc.location},
                 )
                 continue
             for listener in table.index.match(event):
                 job = DeliveryJob.of(event, listener)
-                sent = await app.producer.send(
-                    names.deliveries, job_key(listener.id, event), encode(job), None, None, None
-                )
-                cast(asyncio.Future[Any], sent).add_done_callback(crash_unless_written)
+                writer.write(names.deliveries, job_key(listener.id, event), encode(job))
+            writer.serve()
 
     app.agent(events, name=f"{names.prefix}.route")(route)
     return app

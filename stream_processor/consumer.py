@@ -11,8 +11,9 @@ rebalance is not judged by the old positions: its first record sets the position
 Faust never sees the records after a hole until the hole is read, so its offsets,
 acks and commits never move past a record that no stream has processed.
 
-``GuardedTransport`` is aiokafka's transport with that consumer; ``StreamApp``
-creates it instead of the one ``kafka://`` names.
+``GuardedTransport`` is aiokafka's transport with that consumer, and with a producer
+whose flush waits for the stream worker's job writer (``stream_processor.writer``);
+``StreamApp`` creates it instead of the one ``kafka://`` names.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from durian.gap import GapGuard
+from stream_processor.writer import FlushingProducer
 
 __all__ = ["GuardedConsumer", "GuardedConsumerThread", "GuardedTransport"]
 
@@ -146,3 +148,4 @@ class GuardedConsumer(faust_aiokafka.Consumer):
 
 class GuardedTransport(faust_aiokafka.Transport):
     Consumer = GuardedConsumer
+    Producer = FlushingProducer

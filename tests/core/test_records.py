@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from durian.exceptions import DecodeError, InvalidListener, InvalidMatcher
 from durian.records import (
@@ -137,6 +140,15 @@ def test_job_ids_are_stable_per_event_and_listener() -> None:
     assert job_id("evt_1", "lst_1") == job_id("evt_1", "lst_1")
     assert job_id("evt_1", "lst_1") != job_id("evt_1", "lst_2")
     assert job_id("evt_1", "lst_1").startswith("msg_")
+
+
+@given(st.text(), st.text())
+def test_job_ids_are_the_uuid5_of_event_and_listener(event_id: str, listener_id: str) -> None:
+    """The id a job had before jobs were hashed without the UUID object: a job made again
+    by an upgraded worker keeps its id, and receivers' deduplication still holds."""
+    namespace = uuid.UUID("5a3c5e1e-7d4b-4f0e-9a57-4d7572696164")
+    expected = uuid.uuid5(namespace, f"{event_id}/{listener_id}").hex
+    assert job_id(event_id, listener_id) == f"msg_{expected}"
 
 
 def test_new_ids_are_unique_and_time_ordered() -> None:
