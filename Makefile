@@ -26,11 +26,7 @@ check: lint test
 
 ## bench: benchmarks (print their figures)
 bench: setup
-	@$(BIN)/python benchmarks/listeners.py
-	@$(BIN)/python benchmarks/delivery.py
-	@$(BIN)/python benchmarks/index.py
-	@$(BIN)/python benchmarks/saves.py
-	@$(BIN)/python benchmarks/pipeline.py
+	@$(BIN)/python benchmarks/goals.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 from aiohttp import web
 from confluent_kafka import Producer
+from figures import record
 
 from durian import conf
 from durian.embedded import EmbeddedStack, free_port
@@ -148,6 +149,7 @@ def main() -> None:
         time.sleep(0.5)
         rate = steady_rate(asyncio.run(baseline(port, n)))
         print(f"the workers' HTTP path alone, 64-way:   {rate:8.0f} requests/s")
+        record("ceiling HTTP path", rate)
         env = {
             "DURIAN_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
             "DURIAN_REDIS_URL": stack.redis_url or "",
@@ -173,9 +175,17 @@ def main() -> None:
         healthy = [j for t in registered(settings, [f"{url}/ok/{e}" for e in range(10)])
                    for j in jobs(t, per)]  # fmt: skip
         write_jobs(settings, healthy)
+        if profile := os.environ.get("BENCH_PROFILE"):  # a directory: py-spy's stacks
+            spy = ["record", "--pid", str(worker.pid), "--format", "raw", "--duration", "5"]
+            subprocess.Popen(
+                [str(BIN / "py-spy"), *spy, "--nonblocking", "-o", f"{profile}/deliver.txt"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         alone = steady_rate(collect(port, len(healthy)))
         print(f"durian-deliver, 10 healthy endpoints:   {alone:8.0f} deliveries/s "
               f"({alone / rate:.0%} of the HTTP path alone)")  # fmt: skip
+        record("delivery worker alone", alone)
         healthy = [j for t in registered(settings, [f"{url}/ok/h{e}" for e in range(10)])
                    for j in jobs(t, per)]  # fmt: skip
         broken = [j for t in registered(settings, [f"{url}/stuck/{e}" for e in range(10)])

@@ -9,7 +9,9 @@ One run, one broker, one receiver; every scenario on topics of its own. Prints:
   deliveries/s for a burst of N events (the steady rate: receipts between the
   burst's 10th and 90th percentile), the burst's save -> receipt p50/p99/max, the
   stream workers' jobs/s in the burst,
-  and save -> receipt p50/p99 for events paced at 50/s and at 500/s.
+  and save -> receipt p50/p99 for events paced at 50/s and at 500/s;
+* the 1 + 1 burst repeated five times on the same stack (same workers, same
+  topics, each burst adding to them): deliveries/s of each, and their spread.
 
     python benchmarks/pipeline.py [N]          (default N = 2000)
 """
@@ -33,6 +35,7 @@ import django
 import httpx
 from aiohttp import web
 from django.conf import settings as django_settings
+from figures import record
 from httpx_aiohttp import AiohttpTransport
 
 from durian import conf
@@ -71,7 +74,9 @@ class Receipts:
         """seq -> latencies (ms) of the receipts under ``prefix`` (first per path)."""
         seen: set[tuple[str, int]] = set()
         out: dict[int, list[float]] = defaultdict(list)
-        for line in self.path.read_text().splitlines():
+        text = self.path.read_text()
+        # The receiver may be halfway through its last line: only whole lines count.
+        for line in text[: text.rfind("\n") + 1].splitlines():
             path, seq, latency = line.split()
             if path.startswith(prefix) and (path, int(seq)) not in seen:
                 seen.add((path, int(seq)))
@@ -126,6 +131,7 @@ class Row:
     stream_rate: float
     paced: dict[int, tuple[float, float]]
     missing: int
+    repeats: list[float]
 
 
 def main() -> None:
@@ -165,6 +171,8 @@ def main() -> None:
         through = asyncio.run(ceiling(f"{base}/ceiling", 5000, bare_aiohttp=False))
         print(f"ceilings        bare aiohttp {bare:,.0f} req/s; bare httpx on aiohttp "
               f"(the workers' transport) {through:,.0f} req/s; c=64, same receiver")  # fmt: skip
+        record("ceiling aiohttp", bare)
+        record("ceiling httpx", through)
         rows = []
         for index, (listeners, processes) in enumerate(SCENARIOS):
             prefix = f"bench{index}"
@@ -181,6 +189,21 @@ def main() -> None:
             f"{row.stream_rate:13,.0f} {a50:7.1f} / {b50:6.1f} {a500:8.1f} / {b500:6.1f}"
             + (f"  MISSING {row.missing}" if row.missing else "")
         )
+    for row in rows:
+        key = row.name.replace(" workers", "")
+        record(f"deliveries/s {key}", row.rate)
+        record(f"burst p99 s {key}", row.burst[1])
+        record(f"stream jobs/s {key}", row.stream_rate)
+        for per_second, (p50, p99) in row.paced.items():
+            record(f"{per_second}/s p50 ms {key}", p50)
+            record(f"{per_second}/s p99 ms {key}", p99)
+        record(f"missing {key}", row.missing)
+        if row.repeats:
+            spread = (max(row.repeats) - min(row.repeats)) / max(row.repeats)
+            print(f"{row.name}: the burst five times on one stack: "
+                  + ", ".join(f"{r:,.0f}" for r in row.repeats)
+                  + f" deliveries/s (spread {spread:.0%} of the highest)")  # fmt: skip
+            record("repeat spread", spread)
     print(f"(logs in {work})")
 
 
@@ -263,6 +286,20 @@ def scenario(
                 missing += count * listeners - len(lat)
                 paced[per_second] = (pct(lat, 50), pct(lat, 99))
                 start += count
+            repeats = []
+            if processes == 1 and listeners == 1:
+                repeats.append(rate)
+                for _ in range(4):
+                    seqs = range(start, start + n)
+                    began = time.perf_counter()
+                    for i in seqs:
+                        hook.send(seq=i, t=time.time_ns())
+                    publish.flush(60)
+                    got = receipts.wait(f"/{prefix}/", seqs, listeners, 300)
+                    lat = sorted(x for i in seqs for x in got.get(i, []))
+                    missing += n * listeners - len(lat)
+                    repeats.append(steady_rate(lat, time.perf_counter() - began))
+                    start += n
     finally:
         for worker in workers:
             worker.terminate()
@@ -272,7 +309,7 @@ def scenario(
             except subprocess.TimeoutExpired:
                 worker.kill()
     burst_s = (pct(burst, 50) / 1000, pct(burst, 99) / 1000, (max(burst) if burst else 0) / 1000)
-    return Row(name, rate, burst_s, stream_rate, paced, missing)
+    return Row(name, rate, burst_s, stream_rate, paced, missing, repeats)
 
 
 def steady_rate(latencies_ms: list[float], elapsed: float) -> float:
@@ -306,6 +343,8 @@ def producer_cost(hook: object, settings: conf.Settings) -> None:
     send_us = (time.perf_counter() - started) / count * 1e6
     publish.flush(60)
     print(f"producer cost   Hook.send() {send_us:.1f} µs/event; bare produce() {bare_us:.1f} µs")
+    record("Hook.send µs", send_us)
+    record("bare produce µs", bare_us)
 
 
 def stream_stage(settings: conf.Settings, since: float, jobs_expected: int) -> float:

@@ -29,6 +29,7 @@ import uuid
 import django
 import psycopg
 from django.conf import settings as django_settings
+from figures import record
 from pipeline import pct  # benchmarks/pipeline.py: the same percentiles
 
 from durian import conf
@@ -121,6 +122,7 @@ def run(n: int, bootstrap: str, server: urllib.parse.SplitResult, database: str)
     for name, values in costs.items():
         extra = "" if name == "no hook" else f"  (+{statistics.median(values) - base:.0f} µs)"
         print(f"  {name:8} {statistics.median(values):7.0f} µs{extra}")
+        record(f"save µs {name}", statistics.median(values))
 
     # -- the relay on the backlog the cost runs left -----------------------
     from producer.models import OutboxEvent

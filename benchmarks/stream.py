@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from figures import record
 
 from durian import conf
 from durian.embedded import EmbeddedBroker, spawn
@@ -92,13 +93,13 @@ def missing(settings: conf.Settings, since: float, matching: int) -> list[str]:
     names = TopicNames(settings.topic_prefix)
     topics = read_since(settings, {names.events: since - 1, names.deliveries: since - 1})
     jobs: dict[str, int] = {}
-    for record in topics[names.deliveries]:
-        event_id = decode(record.value or b"", DeliveryJob).event.id
+    for stored in topics[names.deliveries]:
+        event_id = decode(stored.value or b"", DeliveryJob).event.id
         jobs[event_id] = jobs.get(event_id, 0) + 1
     return [
-        f"{record.location} ({jobs.get(event.id, 0)} of {matching} jobs)"
-        for record in topics[names.events]
-        if (event := decode(record.value or b"", Event)).data["seq"] >= 0
+        f"{stored.location} ({jobs.get(event.id, 0)} of {matching} jobs)"
+        for stored in topics[names.events]
+        if (event := decode(stored.value or b"", Event)).data["seq"] >= 0
         and jobs.get(event.id, 0) < matching
     ]
 
@@ -131,9 +132,9 @@ def scenario(base_env: dict[str, str], prefix: str, n: int, matching: int, work:
         before = jobs.count
         batch = events("bench", 0, n)
         if profile := os.environ.get("BENCH_PROFILE"):  # a directory: py-spy's stacks
-            record = ["record", "--pid", str(worker.pid), "--format", "raw", "--duration", "8"]
+            spy = ["record", "--pid", str(worker.pid), "--format", "raw", "--duration", "8"]
             subprocess.Popen(
-                [str(BIN / "py-spy"), *record, "--nonblocking", "-o", f"{profile}/{prefix}.txt"],
+                [str(BIN / "py-spy"), *spy, "--nonblocking", "-o", f"{profile}/{prefix}.txt"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -154,6 +155,7 @@ def scenario(base_env: dict[str, str], prefix: str, n: int, matching: int, work:
         print(f"{matching:2} listener(s) per event: {n / elapsed:8,.0f} events/s, "
               f"{n * matching / elapsed:8,.0f} jobs/s  ({n:,} events written in {written:.2f} s, "
               f"last job {elapsed:.2f} s after the first event)")  # fmt: skip
+        record(f"stream events/s {matching}", n / elapsed)
     finally:
         worker.terminate()
         try:
