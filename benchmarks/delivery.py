@@ -4,7 +4,8 @@ On the embedded broker and Redis, with an aiohttp receiver in another process:
 
 1. baseline: the workers' own HTTP path (``Dispatcher``: signing, the guarded
    transport, the capped read) sends N jobs at concurrency 64 to the receiver,
-   without Kafka or Redis: the ceiling of HTTP alone on this machine;
+   without Kafka or Redis, on uvloop as the worker runs: the ceiling of HTTP
+   alone on this machine;
 2. one ``durian-deliver`` process works off N jobs for 10 healthy endpoints
    (jobs written beforehand): what Kafka, Redis and the bookkeeping cost on top;
 3. the same with N more jobs for 10 endpoints that never answer: how much of (2)
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import uvloop
 from aiohttp import web
 from confluent_kafka import Producer
 from figures import record
@@ -147,7 +149,8 @@ def main() -> None:
     try:
         stack.start(on_step=lambda line: None)
         time.sleep(0.5)
-        rate = steady_rate(asyncio.run(baseline(port, n)))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the worker's
+            rate = steady_rate(runner.run(baseline(port, n)))
         print(f"the workers' HTTP path alone, 64-way:   {rate:8.0f} requests/s")
         record("ceiling HTTP path", rate)
         env = {

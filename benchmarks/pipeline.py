@@ -239,7 +239,7 @@ def scenario(
                              log=work / f"{prefix}-deliver-{number}.log"))  # fmt: skip
     name = f"{listeners} listener{'s' if listeners > 1 else ''}, {processes}+{processes} workers"
     # The direct path: this measures the pipeline after the producer; the outbox's hop
-    # (about 1 ms, benchmarks/saves.py) comes on top of it.
+    # (2-3 ms, benchmarks/saves.py) comes on top of it.
     overrides = {"BOOTSTRAP_SERVERS": settings.bootstrap_servers, "TOPIC_PREFIX": prefix,
                  "EMBEDDED": True, "OUTBOX": False}  # fmt: skip
     try:

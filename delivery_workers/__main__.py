@@ -7,6 +7,8 @@ import asyncio
 import logging
 import signal
 
+import uvloop
+
 from delivery_workers.consumer import DeliveryWorker
 from durian import conf
 from durian.topic_admin import TopicAdmin
@@ -28,7 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     for problem in conf.check(settings):
         logging.getLogger("durian").warning("%s: %s %s", problem.id, problem.msg, problem.hint)
     TopicAdmin(settings).ensure()
-    asyncio.run(_run(settings, args.concurrency))
+    # uvloop: the worker's event loop turns for every job several times (measured:
+    # a seventh of its time in asyncio's own machinery).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_run(settings, args.concurrency))
 
 
 async def _run(settings: conf.Settings, concurrency: int) -> None:
