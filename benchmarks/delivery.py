@@ -33,7 +33,7 @@ import httpx
 import uvloop
 from aiohttp import web
 from confluent_kafka import Producer
-from figures import record
+from figures import profile, record
 
 from durian import conf
 from durian.embedded import EmbeddedStack, free_port
@@ -178,13 +178,7 @@ def main() -> None:
         healthy = [j for t in registered(settings, [f"{url}/ok/{e}" for e in range(10)])
                    for j in jobs(t, per)]  # fmt: skip
         write_jobs(settings, healthy)
-        if profile := os.environ.get("BENCH_PROFILE"):  # a directory: py-spy's stacks
-            spy = ["record", "--pid", str(worker.pid), "--format", "raw", "--duration", "5"]
-            subprocess.Popen(
-                [str(BIN / "py-spy"), *spy, "--nonblocking", "-o", f"{profile}/deliver.txt"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        profile(worker.pid, "deliver", 5)
         alone = steady_rate(collect(port, len(healthy)))
         print(f"durian-deliver, 10 healthy endpoints:   {alone:8.0f} deliveries/s "
               f"({alone / rate:.0%} of the HTTP path alone)")  # fmt: skip

@@ -1,14 +1,21 @@
-"""Figures a benchmark hands to ``benchmarks/goals.py``, which prints them beside the goals.
+"""What a benchmark hands on besides its printed lines.
 
 A benchmark calls ``record(name, value)`` for each figure a goal is judged by; when
 ``BENCH_FIGURES`` names a file (``goals.py`` sets it), the figure is appended to it
 as a JSON line. Run on its own, a benchmark only prints.
+
+``profile(pid, name, seconds)``: with ``BENCH_PROFILE`` set to a directory, py-spy
+samples the worker ``pid`` for ``seconds`` into ``<directory>/<name>.txt`` (raw
+stacks, one line per distinct stack with its count).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 
 def record(name: str, value: float) -> None:
@@ -25,3 +32,16 @@ def read(path: str) -> dict[str, float]:
             entry = json.loads(line)
             figures[entry["name"]] = entry["value"]
     return figures
+
+
+def profile(pid: int, name: str, seconds: int) -> None:
+    directory = os.environ.get("BENCH_PROFILE")
+    if not directory:
+        return
+    spy = Path(sys.executable).parent / "py-spy"
+    subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--duration", str(seconds),
+         "--nonblocking", "-o", f"{directory}/{name}.txt"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip

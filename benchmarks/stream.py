@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from figures import record
+from figures import profile, record
 
 from durian import conf
 from durian.embedded import EmbeddedBroker, spawn
@@ -131,14 +131,9 @@ def scenario(base_env: dict[str, str], prefix: str, n: int, matching: int, work:
             pass
         before = jobs.count
         batch = events("bench", 0, n)
-        if profile := os.environ.get("BENCH_PROFILE"):  # a directory: py-spy's stacks
-            spy = ["record", "--pid", str(worker.pid), "--format", "raw", "--duration", "8"]
-            subprocess.Popen(
-                [str(BIN / "py-spy"), *spy, "--nonblocking", "-o", f"{profile}/{prefix}.txt"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(0.5)
+        if os.environ.get("BENCH_PROFILE"):
+            profile(worker.pid, prefix, 8)
+            time.sleep(0.5)  # py-spy has attached
         started = time.time()
         for key, value in batch:
             produce(producer, names.events, value, key=key)

@@ -112,9 +112,9 @@ _CONSUMER: dict[str, Any] = {
 def confluent_config(settings: Settings, role: Role, **extra: Any) -> dict[str, Any]:
     """The librdkafka configuration for ``role``; ``extra`` keys win (e.g. ``group.id``).
 
-    Roles: ``producer`` (events: topics Faust consumes), ``writer`` (jobs, retry
-    tiers, attempts, dead letters: topics only confluent consumers read, batched
-    on every broker), ``table-writer`` (the listeners topic),
+    Roles: ``producer`` (events, from the web processes and the relay), ``writer``
+    (jobs, retry tiers, attempts, dead letters), ``table-writer`` (the listeners
+    topic); the three write alike, and are named apart in ``client.id``;
     ``consumer`` (group member), ``reader`` (assign-only reader of a whole
     topic, never commits), ``admin``.
     """

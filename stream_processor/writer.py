@@ -17,7 +17,6 @@ critical log line.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -28,8 +27,6 @@ from durian.exceptions import PublishError
 from durian.kafka import Headers, confluent_config, error_text, produce
 
 __all__ = ["FlushingProducer", "JobWriter"]
-
-logger = logging.getLogger(__name__)
 
 
 class _Epoch:
