@@ -13,7 +13,8 @@ One run, one broker, one receiver; every scenario on topics of its own. Prints:
 * the 1 + 1 burst repeated five times on the same stack (same workers, same
   topics, each burst adding to them): deliveries/s of each, and their spread.
 
-    python benchmarks/pipeline.py [N]          (default N = 2000)
+    python benchmarks/pipeline.py [N] [SCENARIOS]   (default N = 2000; SCENARIOS
+                                                    e.g. 1x1,10x1: listeners x processes)
 """
 
 from __future__ import annotations
@@ -136,6 +137,9 @@ class Row:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    # Only some scenarios: "1x1,10x1" (listeners x processes per role).
+    chosen = [tuple(int(x) for x in s.split("x")) for s in sys.argv[2].split(",")] if (
+        len(sys.argv) > 2) else SCENARIOS  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="durian-bench-"))
     (work / "received.txt").touch()
     receipts = Receipts(work / "received.txt")
@@ -174,7 +178,7 @@ def main() -> None:
         record("ceiling aiohttp", bare)
         record("ceiling httpx", through)
         rows = []
-        for index, (listeners, processes) in enumerate(SCENARIOS):
+        for index, (listeners, processes) in enumerate(chosen):
             prefix = f"bench{index}"
             rows.append(scenario(env, prefix, base, receipts, n, listeners, processes, work))
     receiver.terminate()
