@@ -111,10 +111,7 @@ def scenario(base_env: dict[str, str], prefix: str, n: int, matching: int, work:
     TopicAdmin(settings).ensure()
     with ListenerStore(settings) as store:
         store.put(*listeners("bench", matching, 1000))
-    # Batched, as the "writer" role writes: on the embedded broker the web processes'
-    # "producer" role sends one record per request (durian.kafka), which would make
-    # this the producer's rate, not the worker's.
-    producer = Producer(confluent_config(settings, "writer"))
+    producer = Producer(confluent_config(settings, "producer"))  # as a web process writes
     jobs = Jobs(settings)
     worker = spawn([str(BIN / "durian-stream")], env=env, log=work / f"{prefix}-stream.log")
     try:
@@ -127,8 +124,9 @@ def scenario(base_env: dict[str, str], prefix: str, n: int, matching: int, work:
                 produce(producer, names.events, value, key=key)
             producer.flush(10)
             seq += 1
-        while jobs.read(1.0) < (1_000_000 + seq) * matching:
-            pass
+        while jobs.read(1.0) < (1_000_000 + seq) * matching:  # every warm-up event's jobs
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the warm-up's jobs did not all arrive within 120 s; see {work}")
         before = jobs.count
         batch = events("bench", 0, n)
         if os.environ.get("BENCH_PROFILE"):
