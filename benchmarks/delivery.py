@@ -32,8 +32,8 @@ from pathlib import Path
 import httpx
 import uvloop
 from aiohttp import web
+from common import profile, record, stop
 from confluent_kafka import Producer
-from figures import profile, record
 
 from durian import conf
 from durian.embedded import EmbeddedStack, free_port
@@ -193,8 +193,7 @@ def main() -> None:
               f"({mixed / alone:.0%} kept)")  # fmt: skip
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.wait(30)
+            stop(worker)
         stack.stop()
         receiver.terminate()
 

@@ -1,7 +1,7 @@
 """``make bench``: every benchmark, then one table of the speed goals beside the figures.
 
 Runs each benchmark in a process of its own (each prints its own figures as it
-goes), collects the figures the goals are judged by (``benchmarks/figures.py``)
+goes), collects the figures the goals are judged by (``benchmarks/common.py``)
 and prints them against the goals, with the ceilings measured in the same run.
 Everything runs on this machine at once (broker, Redis, receiver, workers), so the
 ceilings say what the machine itself allows today.
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from figures import read
+from common import read
 
 HERE = Path(__file__).parent
 BENCHMARKS = [

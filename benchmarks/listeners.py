@@ -14,7 +14,6 @@ no listeners.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import msgspec
+from common import stop
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from durian import conf
@@ -96,11 +96,7 @@ def stream_startup(settings: conf.Settings, n: int, work: Path) -> tuple[float, 
                 raise SystemExit(f"the stream worker did not load {n:,} listeners; see {log}")
             time.sleep(0.1)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop(worker)
 
 
 def run(n: int) -> None:

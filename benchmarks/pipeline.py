@@ -23,7 +23,6 @@ import asyncio
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +34,8 @@ import aiohttp
 import django
 import httpx
 from aiohttp import web
+from common import record, stop
 from django.conf import settings as django_settings
-from figures import record
 from httpx_aiohttp import AiohttpTransport
 
 from durian import conf
@@ -305,13 +304,7 @@ def scenario(
                     repeats.append(steady_rate(lat, time.perf_counter() - began))
                     start += n
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop(*workers)
     burst_s = (pct(burst, 50) / 1000, pct(burst, 99) / 1000, (max(burst) if burst else 0) / 1000)
     return Row(name, rate, burst_s, stream_rate, paced, missing, repeats)
 

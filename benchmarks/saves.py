@@ -28,8 +28,8 @@ import uuid
 
 import django
 import psycopg
+from common import record
 from django.conf import settings as django_settings
-from figures import record
 from pipeline import pct  # benchmarks/pipeline.py: the same percentiles
 
 from durian import conf

@@ -14,15 +14,14 @@ finds the candidates: benchmarks/index.py).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import profile, record, stop
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from figures import profile, record
 
 from durian import conf
 from durian.embedded import EmbeddedBroker, spawn
@@ -150,11 +149,7 @@ def scenario(base_env: dict[str, str], prefix: str, n: int, matching: int, work:
               f"last job {elapsed:.2f} s after the first event)")  # fmt: skip
         record(f"stream events/s {matching}", n / elapsed)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop(worker)
         jobs.close()
 
 

@@ -1,4 +1,4 @@
-"""What a benchmark hands on besides its printed lines.
+"""What the benchmarks share: the figures they hand on, a profiler hook, stopping workers.
 
 A benchmark calls ``record(name, value)`` for each figure a goal is judged by; when
 ``BENCH_FIGURES`` names a file (``goals.py`` sets it), the figure is appended to it
@@ -7,6 +7,9 @@ as a JSON line. Run on its own, a benchmark only prints.
 ``profile(pid, name, seconds)``: with ``BENCH_PROFILE`` set to a directory, py-spy
 samples the worker ``pid`` for ``seconds`` into ``<directory>/<name>.txt`` (raw
 stacks, one line per distinct stack with its count).
+
+``stop(*processes)``: stop worker processes (SIGTERM to all, then SIGKILL to any
+that has not left within 30 s).
 """
 
 from __future__ import annotations
@@ -45,3 +48,13 @@ def profile(pid: int, name: str, seconds: int) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def stop(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
